@@ -1,0 +1,1 @@
+"""Device abstraction: typed readings, the backend interface and the backend registry."""

@@ -1,0 +1,141 @@
+"""The device abstraction: typed readings and the interface every backend implements.
+
+A backend turns whatever its vendor offers (a library, an SMI tool's output, the simulator's
+driver-like state files) into ``DeviceReading`` values in base units. A field a backend cannot
+read stays ``None`` and its metric is simply absent: a fake zero would page someone for a
+temperature of 0 °C or hide an outage behind a utilization of 0.
+
+Readings are frozen: the exporter's sampler builds one ``Snapshot`` per interval and every scrape
+renders that immutable object, so a scrape never sees half an update.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+_EMPTY: Mapping = MappingProxyType({})
+
+
+class BackendError(Exception):
+    """A backend could not produce a reading; the message names the tool/file and what went wrong."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """Identity and versions of one device: goes to the ``npu_device_info`` metric only."""
+
+    device: str  # stable per-node id used as the ``device`` label, e.g. "0"
+    vendor: str  # "furiosa", "rebellions", "aws", "intel", "amd", "google", "nvidia", "sim"
+    model: str  # hardware model, e.g. "RNGD", "ATOM", "H100 80GB HBM3"
+    uuid: str = ""
+    driver_version: str = ""
+    firmware_version: str = ""
+    runtime_version: str = ""
+
+
+@dataclass(frozen=True)
+class OpStats:
+    """Cumulative op execution by op kind and placement ("device" | "host")."""
+
+    count: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DeviceReading:
+    """One device at one instant, in base units; ``None`` means "this backend cannot tell"."""
+
+    info: DeviceInfo
+    up: bool
+    healthy: bool | None = None
+    temperature_celsius: float | None = None
+    temperature_throttle_threshold_celsius: float | None = None
+    power_watts: float | None = None
+    power_limit_watts: float | None = None
+    energy_joules_total: float | None = None
+    utilization_ratio: float | None = None
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    clock_hertz: float | None = None
+    clock_max_hertz: float | None = None
+    throttled: bool | None = None
+    # reason -> active; only reasons the backend can report are present
+    throttle_reasons: Mapping[str, bool] = field(default=_EMPTY)
+    # (op, placement) -> cumulative stats
+    ops: Mapping[tuple[str, str], OpStats] = field(default=_EMPTY)
+    # cumulative event counters; an absent key means "not reported", not zero
+    resets_total: Mapping[str, int] = field(default=_EMPTY)
+    errors_total: Mapping[str, int] = field(default=_EMPTY)
+    oom_events_total: int | None = None
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A cumulative histogram: ``buckets`` are (upper bound, cumulative count), +Inf last."""
+
+    buckets: tuple[tuple[float, int], ...]
+    sum: float
+
+    @property
+    def count(self) -> int:
+        return self.buckets[-1][1] if self.buckets else 0
+
+
+@dataclass(frozen=True)
+class WorkloadReading:
+    """Runtime (inference server) metrics for one (device, served model, tenant)."""
+
+    device: str
+    model: str
+    tenant: str
+    latency: Histogram
+    requests_total: Mapping[str, int]  # outcome -> count
+    queue_length: int
+    model_load_seconds: float | None = None
+    cold_starts_total: int = 0
+    accuracy_delta_ratio: float | None = None
+    golden_checks_total: int = 0
+    golden_mismatches_total: int = 0
+    # exemplar for the slowest recent request: (trace_id, latency_seconds)
+    latency_exemplar: tuple[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one backend read in one sample, with when it was taken."""
+
+    backend: str
+    taken_at: float
+    devices: tuple[DeviceReading, ...]
+    workloads: tuple[WorkloadReading, ...] = ()
+
+    @classmethod
+    def now(cls, backend: str, devices: tuple[DeviceReading, ...],
+            workloads: tuple[WorkloadReading, ...] = ()) -> Snapshot:
+        return cls(backend, time.time(), devices, workloads)
+
+
+class DeviceBackend(ABC):
+    """One source of device readings (a vendor tool, a library, the simulator).
+
+    ``discover()`` lists the devices present now; ``sample()`` reads them all. Both raise
+    ``BackendError`` with a message naming the tool or file when the source is unusable; a single
+    bad device should instead come back as a reading with ``up=False`` so the others still report.
+    """
+
+    name: str = "base"
+
+    @abstractmethod
+    def discover(self) -> tuple[DeviceInfo, ...]:
+        """Devices this backend can see right now."""
+
+    @abstractmethod
+    def sample(self) -> Snapshot:
+        """Read every device (and, where the backend has them, runtime workloads)."""
+
+    def close(self) -> None:
+        """Release handles (libraries, subprocesses); the default has nothing to release."""

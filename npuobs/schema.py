@@ -1,0 +1,192 @@
+"""The metric schema: the single source of truth for every metric npuobs emits.
+
+The exporter, the alert and recording-rule generators, the dashboards, the runbooks and
+``docs/metrics.md`` all read names, units, types and labels from here, and tests fail when any
+of them names a metric this module lacks. Adding a metric means adding one ``MetricSpec`` below.
+
+Naming follows the Prometheus conventions: base units in the name (``_celsius``, ``_watts``,
+``_joules_total``, ``_bytes``, ``_ratio`` in 0..1, ``_seconds``, ``_hertz``), ``_total`` only on
+counters, versions on one ``*_info`` metric instead of as labels on every series (an upgrade then
+churns one series per device, not all of them). Label sets are bounded: ``device`` is a per-node
+index, ``tenant`` and ``model`` come from configuration, ``reason``/``kind``/``outcome`` from the
+closed enumerations below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class MetricType(str, Enum):
+    GAUGE = "gauge"
+    COUNTER = "counter"
+    HISTOGRAM = "histogram"
+    INFO = "info"
+
+
+# Failure modes from the NPU SRE guide; every metric says which of them (or which SLO) it serves.
+FAILURE_MODES: dict[str, str] = {
+    "F1": "Device offline",
+    "F2": "Thermal throttle",
+    "F3": "Quantization accuracy loss",
+    "F4": "Memory OOM",
+    "F5": "Unsupported op -> CPU fallback",
+    "F6": "Driver/firmware version mismatch",
+    "F7": "Noisy neighbour",
+    "F8": "Firmware bug (incorrect outputs)",
+    "RESET": "Device reset",
+}
+
+SLIS: dict[str, str] = {
+    "availability": "successful inferences / all inferences",
+    "latency": "inferences faster than the latency threshold / all inferences",
+    "accuracy": "canary inferences that match the golden output / all canary inferences",
+}
+
+# Closed enumerations behind the bounded labels.
+THROTTLE_REASONS = ("thermal", "power_cap", "hw_slowdown", "sw_slowdown")
+RESET_REASONS = ("driver", "firmware", "thermal", "watchdog", "user")
+ERROR_KINDS = ("ecc_corrected", "ecc_uncorrected", "runtime", "timeout", "pcie")
+REQUEST_OUTCOMES = ("success", "error", "oom", "rejected")
+OP_PLACEMENTS = ("device", "host")
+
+# Latency buckets (seconds) for the inference histogram: dense around the SLO thresholds
+# (tens to hundreds of ms) so p95/p99 and "requests under threshold" are exact at those edges.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+DEVICE_LABELS = ("node", "device", "vendor")
+WORKLOAD_LABELS = ("node", "device", "model", "tenant")
+INFO_LABELS = (
+    "node", "device", "vendor", "model", "uuid", "driver_version", "firmware_version",
+    "runtime_version", "backend",
+)
+COLLECTOR_LABELS = ("node", "collector")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: everything a generator or a test needs to know about it."""
+
+    name: str
+    type: MetricType
+    unit: str  # base unit as written in the name ("celsius", "watts", ...) or "" for none
+    help: str
+    labels: tuple[str, ...]
+    serves: tuple[str, ...]  # failure-mode ids (F1..F8, RESET), SLI names, or "self"
+    grafana_unit: str = "none"  # Grafana's unit id for panels showing this metric
+
+    @property
+    def sample_names(self) -> tuple[str, ...]:
+        """Series names this metric produces in an exposition (histograms fan out)."""
+        if self.type is MetricType.HISTOGRAM:
+            return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
+        return (self.name,)
+
+
+def _d(name: str, type_: MetricType, unit: str, help_: str, serves: tuple[str, ...],
+       extra: tuple[str, ...] = (), grafana_unit: str = "none") -> MetricSpec:
+    return MetricSpec(name, type_, unit, help_, DEVICE_LABELS + extra, serves, grafana_unit)
+
+
+def _w(name: str, type_: MetricType, unit: str, help_: str, serves: tuple[str, ...],
+       extra: tuple[str, ...] = (), grafana_unit: str = "none") -> MetricSpec:
+    return MetricSpec(name, type_, unit, help_, WORKLOAD_LABELS + extra, serves, grafana_unit)
+
+
+G, C, H = MetricType.GAUGE, MetricType.COUNTER, MetricType.HISTOGRAM
+
+METRICS: tuple[MetricSpec, ...] = (
+    # --- device: presence and identity
+    _d("npu_device_up", G, "", "1 when the device answers its backend, 0 when it is known but absent or offline.",
+       ("F1",)),
+    _d("npu_device_healthy", G, "", "1 when the backend reports the device healthy (no fatal error state).",
+       ("F1", "F8")),
+    MetricSpec("npu_device_info", MetricType.INFO, "",
+               "Device identity and driver/firmware/runtime versions; the value is always 1.",
+               INFO_LABELS, ("F6",)),
+    # --- device: thermals and power
+    _d("npu_temperature_celsius", G, "celsius", "Device (die) temperature.", ("F2",), grafana_unit="celsius"),
+    _d("npu_temperature_throttle_threshold_celsius", G, "celsius",
+       "Temperature at which the device starts to throttle its clocks.", ("F2",), grafana_unit="celsius"),
+    _d("npu_power_watts", G, "watts", "Current board power draw.", ("F2",), grafana_unit="watt"),
+    _d("npu_power_limit_watts", G, "watts", "Enforced board power limit.", ("F2",), grafana_unit="watt"),
+    _d("npu_energy_joules_total", C, "joules", "Energy consumed by the device since the driver loaded.",
+       ("availability",), grafana_unit="joule"),
+    # --- device: load, memory, clocks
+    _d("npu_utilization_ratio", G, "ratio", "Fraction of time the compute units were busy (0-1).",
+       ("F2", "F7"), grafana_unit="percentunit"),
+    _d("npu_memory_used_bytes", G, "bytes", "Device memory in use.", ("F4",), grafana_unit="bytes"),
+    _d("npu_memory_total_bytes", G, "bytes", "Device memory capacity.", ("F4",), grafana_unit="bytes"),
+    _d("npu_clock_hertz", G, "hertz", "Current compute clock.", ("F2",), grafana_unit="hertz"),
+    _d("npu_clock_max_hertz", G, "hertz", "Maximum (unthrottled) compute clock.", ("F2",), grafana_unit="hertz"),
+    _d("npu_throttled", G, "", "1 while the device runs below its maximum clock for any throttle reason.",
+       ("F2",)),
+    _d("npu_throttle_reason_active", G, "", "1 while the given throttle reason is active.", ("F2",),
+       extra=("reason",)),
+    # --- device: op placement (CPU fallback), events
+    _d("npu_ops_total", C, "", "Graph ops executed, by where they ran: on the device or on the host (CPU fallback).",
+       ("F5",), extra=("placement",)),
+    _d("npu_op_seconds_total", C, "seconds", "Time spent executing each op kind, by placement.", ("F5",),
+       extra=("op", "placement"), grafana_unit="s"),
+    _d("npu_resets_total", C, "", "Device resets, by reason. Persisted by the driver across exporter restarts.",
+       ("RESET",), extra=("reason",)),
+    _d("npu_errors_total", C, "", "Device errors, by kind (ECC, runtime, timeout, PCIe).", ("F1", "F8"),
+       extra=("kind",)),
+    _d("npu_oom_events_total", C, "", "Device memory allocation failures (out of memory).", ("F4",)),
+    # --- runtime (inference server) metrics
+    _w("npu_inference_latency_seconds", H, "seconds",
+       "End-to-end inference latency, queue wait included.", ("latency", "F2", "F5", "F7"), grafana_unit="s"),
+    _w("npu_inference_requests_total", C, "", "Inference requests, by outcome.", ("availability", "F1", "F4"),
+       extra=("outcome",)),
+    _w("npu_inference_queue_length", G, "", "Requests waiting in the runtime queue.", ("latency", "F7")),
+    _w("npu_model_load_seconds", G, "seconds", "Duration of the most recent model load onto the device.",
+       ("latency",), grafana_unit="s"),
+    _w("npu_model_cold_starts_total", C, "", "Requests that had to wait for a model load (cold starts).",
+       ("latency",)),
+    _w("npu_accuracy_delta_ratio", G, "ratio",
+       "FP32-reference accuracy minus on-device accuracy on the canary set (quantization error, 0-1).",
+       ("F3", "accuracy"), grafana_unit="percentunit"),
+    _w("npu_golden_checks_total", C, "", "Golden-output canary inferences run.", ("accuracy", "F3", "F8")),
+    _w("npu_golden_mismatches_total", C, "",
+       "Canary inferences whose output differed from the golden output (incorrect outputs).",
+       ("accuracy", "F3", "F8")),
+    # --- exporter self-health (node_exporter style)
+    MetricSpec("npuobs_collector_success", G, "", "1 when the collector's last sample succeeded.",
+               COLLECTOR_LABELS, ("self",)),
+    MetricSpec("npuobs_collector_duration_seconds", G, "seconds", "Duration of the collector's last sample.",
+               COLLECTOR_LABELS, ("self",), "s"),
+    MetricSpec("npuobs_collector_last_success_timestamp_seconds", G, "seconds",
+               "Unix time of the collector's last successful sample.", COLLECTOR_LABELS, ("self",), "dateTimeAsIso"),
+    MetricSpec("npuobs_collector_errors_total", C, "", "Failed samples of the collector.", COLLECTOR_LABELS,
+               ("self",)),
+    MetricSpec("npuobs_exporter_build_info", MetricType.INFO, "", "Exporter version; the value is always 1.",
+               ("node", "version"), ("self",)),
+)
+
+BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
+
+
+def metric(name: str) -> MetricSpec:
+    """Look a metric up by name; a KeyError here means a caller named a metric the schema lacks."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"metric {name!r} is not in the npuobs schema (npuobs/schema.py)") from None
+
+
+def all_sample_names() -> frozenset[str]:
+    """Every series name an exposition of the schema can contain (histogram fan-out included)."""
+    return frozenset(s for m in METRICS for s in m.sample_names)
+
+
+def resolve_sample_name(series: str) -> MetricSpec | None:
+    """Map a series name (``x_bucket``, ``x_count`` ...) back to its metric, or None if unknown."""
+    if series in BY_NAME:
+        return BY_NAME[series]
+    for suffix in ("_bucket", "_sum", "_count"):
+        if series.endswith(suffix):
+            base = BY_NAME.get(series[: -len(suffix)])
+            if base is not None and base.type is MetricType.HISTOGRAM:
+                return base
+    return None

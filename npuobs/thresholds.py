@@ -1,0 +1,37 @@
+"""Thresholds shared by the alert generator and the dashboards (one config, kubernetes-mixin style).
+
+A dashboard's red line and the alert that pages are the same number, read from here, so they
+cannot drift. Values come from the NPU SRE guide (e.g. CPU fallback < 5 %) and the simulated
+devices' physical limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    # F2: alert when temperature comes within this many degrees of the throttle threshold
+    temperature_margin_celsius: float = 5.0
+    # F2: throttled for longer than this is a ticket (short blips are normal)
+    throttle_for: str = "10m"
+    # F3: accuracy delta vs the FP32 reference above this is out of budget
+    accuracy_delta_max_ratio: float = 0.02
+    # F5: host (CPU-fallback) share of ops above this alerts (SRE guide: < 5 %)
+    cpu_fallback_max_ratio: float = 0.05
+    # F7: per-tenant p99 latency spread (max/min across tenants on one device) above this
+    tenant_latency_spread_max: float = 2.0
+    # device errors per second above this is a "high error rate"
+    device_error_rate_max_per_second: float = 0.01
+    # resets within 1h at or above this count are a reset storm
+    resets_per_hour_max: float = 3.0
+    # utilization band the SRE guide calls typical; above the high mark latency suffers
+    utilization_high_ratio: float = 0.9
+    # memory above this share of capacity is close to OOM
+    memory_high_ratio: float = 0.9
+    # latency SLI threshold (seconds); must be a bucket edge of schema.LATENCY_BUCKETS
+    latency_slo_seconds: float = 0.1
+
+
+DEFAULT = Thresholds()

@@ -21,6 +21,13 @@ _FACTORIES: dict[str, BackendFactory] = {}
 # backend name -> module that registers it (imported on first use)
 _BACKEND_MODULES: dict[str, str] = {
     "sim": "npuobs.devices.sim",
+    "nvml": "npuobs.devices.nvml",
+    "furiosa": "npuobs.devices.furiosa",
+    "rebellions": "npuobs.devices.rebellions",
+    "neuron": "npuobs.devices.neuron",
+    "gaudi": "npuobs.devices.gaudi",
+    "amd": "npuobs.devices.amd",
+    "tpu": "npuobs.devices.tpu",
 }
 
 

@@ -1,0 +1,1 @@
+"""The ``npuobs`` command line: one entry point, one module per subcommand."""

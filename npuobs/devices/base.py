@@ -20,6 +20,12 @@ from types import MappingProxyType
 _EMPTY: Mapping = MappingProxyType({})
 
 
+def _empty() -> Mapping:
+    """The shared read-only empty mapping, as a factory: before Python 3.12 a mappingproxy is
+    unhashable, and dataclasses reject unhashable values as plain field defaults."""
+    return _EMPTY
+
+
 class BackendError(Exception):
     """A backend could not produce a reading; the message names the tool/file and what went wrong."""
 
@@ -64,12 +70,12 @@ class DeviceReading:
     clock_max_hertz: float | None = None
     throttled: bool | None = None
     # reason -> active; only reasons the backend can report are present
-    throttle_reasons: Mapping[str, bool] = field(default=_EMPTY)
+    throttle_reasons: Mapping[str, bool] = field(default_factory=_empty)
     # (op, placement) -> cumulative stats
-    ops: Mapping[tuple[str, str], OpStats] = field(default=_EMPTY)
+    ops: Mapping[tuple[str, str], OpStats] = field(default_factory=_empty)
     # cumulative event counters; an absent key means "not reported", not zero
-    resets_total: Mapping[str, int] = field(default=_EMPTY)
-    errors_total: Mapping[str, int] = field(default=_EMPTY)
+    resets_total: Mapping[str, int] = field(default_factory=_empty)
+    errors_total: Mapping[str, int] = field(default_factory=_empty)
     oom_events_total: int | None = None
 
 

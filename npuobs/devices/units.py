@@ -1,0 +1,188 @@
+"""Turn the strings vendor tools print ("18109794uW", "35 W", "15.7GiB", "40.98°C", "[N/A]") into
+numbers in the schema's base units (watts, bytes, celsius, hertz, seconds, ratio).
+
+Every SMI tool has its own idea of how to write "not available" (``N/A``, ``[N/A]``, ``-``,
+``[Not Supported]``, DCGM's out-of-range blank sentinels ...). All of them map to ``None`` here,
+never to 0: the schema's rule is that an unknown value is an absent metric, not a fake zero.
+A value that is present but unparsable raises ``BackendError``: silently dropping it would hide
+a format change in a new tool version. Callers usually re-raise with the tool's name prepended.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+from npuobs.devices.base import BackendError
+
+# Literal "no value" spellings seen in nvidia-smi, rbln-stat, furiosa-smi, hl-smi, amd-smi,
+# neuron-ls and tpu-info output (compared case-insensitively, surrounding brackets removed).
+_ABSENT = frozenset({
+    "", "-", "--", "n/a", "na", "none", "null", "not supported", "unknown", "unknown error",
+    "requested functionality has been deprecated", "insufficient permissions", "not available",
+    "gpu is lost",
+})
+
+# DCGM "blank" sentinels (dcgm_structs.h): a field DCGM could not read is reported as one of
+# these values instead of being omitted (e.g. DCGM_FI_DEV_MEMORY_TEMP = 9223372036854775794).
+DCGM_INT32_BLANK = 0x7FFFFFF0
+DCGM_INT64_BLANK = 0x7FFFFFFFFFFFFFF0
+DCGM_FP64_BLANK = 140737488355328.0  # 2**47
+_DCGM_BLANK_SPAN = 16  # BLANK, NOT_FOUND, NOT_SUPPORTED, NOT_PERMISSIONED and reserved values
+
+_NUMBER = re.compile(
+    r"""^\s*\(?\s*
+        (?P<num>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)
+        \s*(?P<unit>[^\d\s()][^()]*?)?
+        \s*\)?\s*$""",
+    re.VERBOSE,
+)
+
+WATTS: Mapping[str, float] = {"uw": 1e-6, "µw": 1e-6, "mw": 1e-3, "w": 1.0, "kw": 1e3}
+BYTES: Mapping[str, int] = {
+    "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+    # SI prefixes are decimal; tools that mean MiB write MiB (nvidia-smi, hl-smi, furiosa-smi).
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+}
+HERTZ: Mapping[str, float] = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
+CELSIUS: Mapping[str, float] = {"c": 1.0, "°c": 1.0, "degc": 1.0, "℃": 1.0}
+SECONDS: Mapping[str, float] = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0}
+PERCENT: Mapping[str, float] = {"%": 0.01}
+
+
+def is_absent(text: object) -> bool:
+    """True for every "no value" spelling (``N/A``, ``[N/A]``, ``-``, ``None``, empty ...)."""
+    if text is None:
+        return True
+    if not isinstance(text, str):
+        return False
+    return text.strip().strip("[]").strip().lower() in _ABSENT
+
+
+def is_dcgm_blank(value: float) -> bool:
+    """True when ``value`` is one of DCGM's int64 or fp64 blank sentinels.
+
+    The int32 sentinels (around 2**31) are only checked by ``is_dcgm_blank_int32``: a 64-bit
+    counter (energy in mJ) legitimately passes through that range.
+    """
+    # <= 2**63: a sentinel that went through a float (JSON, Prometheus text) rounds up to 2**63.
+    return (DCGM_INT64_BLANK <= value <= 1 << 63
+            or DCGM_FP64_BLANK <= value < DCGM_FP64_BLANK + _DCGM_BLANK_SPAN)
+
+
+def is_dcgm_blank_int32(value: float) -> bool:
+    """True when ``value`` is a DCGM int32 blank sentinel (for fields DCGM types as int32)."""
+    return DCGM_INT32_BLANK <= value < DCGM_INT32_BLANK + _DCGM_BLANK_SPAN
+
+
+def split_quantity(text: str) -> tuple[float, str] | None:
+    """``"35.5 W"`` -> ``(35.5, "w")``; ``None`` when absent. The unit comes back lower-cased.
+
+    Accepts an optional pair of parentheses around the whole value (rocm-smi's ``"(1402Mhz)"``).
+    Raises ``BackendError`` for anything that is not "number, optional unit".
+    """
+    if is_absent(text):
+        return None
+    if not isinstance(text, str):
+        raise BackendError(f"expected a string value, got {type(text).__name__} {text!r}")
+    m = _NUMBER.match(text)
+    if m is None:
+        raise BackendError(f"cannot parse {text!r} as a number")
+    num = m.group("num")
+    # Integers stay exact: DCGM's int64 sentinels differ only in their last digits.
+    value: float = int(num) if num.lstrip("+-").isdigit() else float(num)
+    if not math.isfinite(value):
+        raise BackendError(f"cannot parse {text!r} as a finite number")
+    return value, (m.group("unit") or "").strip().lower()
+
+
+def parse_number(text: str | float | None) -> float | None:
+    """A bare number (int/float/str, no unit); ``None`` for "no value" and DCGM blanks."""
+    if isinstance(text, bool):
+        raise BackendError(f"expected a number, got boolean {text!r}")
+    if isinstance(text, (int, float)):
+        value = float(text)
+        if not math.isfinite(value):
+            raise BackendError(f"expected a finite number, got {text!r}")
+    else:
+        q = split_quantity(text)  # type: ignore[arg-type]
+        if q is None:
+            return None
+        value, unit = q
+        if unit:
+            raise BackendError(f"expected a bare number, got {text!r}")
+    return None if is_dcgm_blank(value) else value
+
+
+def parse_int(text: str | int | None) -> int | None:
+    """An integer, decimal or ``0x`` hex (nvidia-smi's ``clocks_event_reasons.active``)."""
+    if isinstance(text, bool):
+        raise BackendError(f"expected an integer, got boolean {text!r}")
+    if isinstance(text, int):
+        return None if is_dcgm_blank(text) else text
+    if is_absent(text):
+        return None
+    if not isinstance(text, str):
+        raise BackendError(f"expected an integer, got {type(text).__name__} {text!r}")
+    s = text.strip()
+    try:
+        value = int(s, 16) if s.lower().startswith("0x") else int(s, 10)
+    except ValueError:
+        raise BackendError(f"cannot parse {text!r} as an integer") from None
+    return None if is_dcgm_blank(value) else value
+
+
+def convert(text: str | float | None, units: Mapping[str, float], default_unit: str, what: str
+            ) -> float | None:
+    """``text`` in one of ``units`` (name -> factor to the base unit); a bare number is taken to be
+    in ``default_unit``. ``None`` for "no value"; ``BackendError`` for unknown units or garbage."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = parse_number(text)
+        return None if value is None else value * units[default_unit.lower()]
+    if text is not None and not isinstance(text, str):
+        raise BackendError(f"expected a {what} value, got {type(text).__name__} {text!r}")
+    q = split_quantity(text)  # type: ignore[arg-type]
+    if q is None:
+        return None
+    value, unit = q
+    if is_dcgm_blank(value):
+        return None
+    factor = units.get(unit or default_unit.lower())
+    if factor is None:
+        raise BackendError(f"unknown {what} unit in {text!r}")
+    return value * factor
+
+
+def to_watts(text: str | float | None, default_unit: str = "W") -> float | None:
+    """``"18109794uW"`` -> 18.109794, ``"35 W"`` -> 35.0, ``"N/A"`` -> None."""
+    return convert(text, WATTS, default_unit, "power")
+
+
+def to_bytes(text: str | float | None, default_unit: str = "B") -> int | None:
+    """``"1024 MiB"`` -> 1073741824, ``"15.7GiB"`` -> 16857700761; SI prefixes are decimal."""
+    value = convert(text, BYTES, default_unit, "memory size")
+    return None if value is None else round(value)
+
+
+def to_celsius(text: str | float | None) -> float | None:
+    """``"52 C"``, ``"40.98°C"``, ``"40 °C"``, ``"29C"`` -> degrees Celsius."""
+    return convert(text, CELSIUS, "C", "temperature")
+
+
+def to_hertz(text: str | float | None, default_unit: str = "Hz") -> float | None:
+    """``"1980 MHz"`` -> 1.98e9; also ``"(1402Mhz)"`` as rocm-smi prints it."""
+    return convert(text, HERTZ, default_unit, "frequency")
+
+
+def to_seconds(text: str | float | None, default_unit: str = "s") -> float | None:
+    """``"1500 us"`` -> 0.0015."""
+    return convert(text, SECONDS, default_unit, "duration")
+
+
+def to_ratio(text: str | float | None, default_unit: str = "%") -> float | None:
+    """A percentage (``"45 %"``, ``"0.00%"``, bare ``"45"``) -> a 0..1 ratio.
+
+    Values are not clamped: a reading above 100 % is the tool's to explain, not ours to hide.
+    """
+    return convert(text, PERCENT, default_unit, "percentage")

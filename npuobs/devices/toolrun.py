@@ -1,4 +1,5 @@
-"""Run vendor CLIs (``nvidia-smi``, ``furiosa-smi``, ``rbln-stat`` ...) safely from a backend.
+"""Run vendor CLIs (``nvidia-smi``, ``furiosa-smi``, ``rbln-stat`` ...) safely from a backend, and
+fetch a vendor exporter's ``/metrics`` page with the same bounds.
 
 The exporter samples every few seconds for weeks, so a misbehaving tool must never wedge or
 exhaust it. Hence:
@@ -15,12 +16,16 @@ exhaust it. Hence:
 
 from __future__ import annotations
 
+import http.client
 import os
 import selectors
 import shutil
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 
 from npuobs.devices.base import BackendError
@@ -132,3 +137,32 @@ def run_tool(
         status = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
         raise BackendError(f"'{tool}' {status}" + (f": {tail}" if tail else ""))
     return out.decode("utf-8", errors="replace")
+
+
+def fetch_url(url: str, *, timeout: float = 5.0, max_bytes: int = 4 << 20) -> str:
+    """GET an ``http(s)`` URL (a vendor exporter's ``/metrics``) and return the body as text.
+
+    Bounded like ``run_tool``: ``timeout`` is the total time allowed (checked between reads, each
+    read itself limited to ``timeout``), more than ``max_bytes`` is an error, and every failure is
+    a ``BackendError`` naming the URL. Other schemes (``file:``, ``ftp:``) are refused so a
+    configuration value cannot make the exporter read arbitrary local files.
+    """
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise BackendError(f"refusing to fetch {url!r}: only http and https URLs are allowed")
+    deadline = time.monotonic() + timeout
+    body = bytearray()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
+            while chunk := resp.read(_READ_CHUNK):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise BackendError(f"{url}: response larger than {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise BackendError(f"{url}: timed out after {timeout:g}s")
+            charset = resp.headers.get_content_charset() or "utf-8"
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise BackendError(f"{url}: {exc}") from exc
+    try:
+        return body.decode(charset, errors="replace")
+    except LookupError:  # a charset Python does not know: the exposition format is UTF-8 anyway
+        return body.decode("utf-8", errors="replace")

@@ -1,5 +1,6 @@
-"""Turn the strings vendor tools print ("18109794uW", "35 W", "15.7GiB", "40.98°C", "[N/A]") into
-numbers in the schema's base units (watts, bytes, celsius, hertz, seconds, ratio).
+"""Reading vendor output: the strings tools print ("18109794uW", "35 W", "15.7GiB", "40.98°C",
+"[N/A]") as numbers in the schema's base units (watts, bytes, celsius, hertz, seconds, ratio), the
+box-drawn tables SMI tools print, and Prometheus text from vendor exporters.
 
 Every SMI tool has its own idea of how to write "not available" (``N/A``, ``[N/A]``, ``-``,
 ``[Not Supported]``, DCGM's out-of-range blank sentinels ...). All of them map to ``None`` here,
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from npuobs.devices.base import BackendError
 
@@ -186,3 +190,47 @@ def to_ratio(text: str | float | None, default_unit: str = "%") -> float | None:
     Values are not clamped: a reading above 100 % is the tool's to explain, not ours to hide.
     """
     return convert(text, PERCENT, default_unit, "percentage")
+
+
+def parse_box_table(text: str, header: Iterable[str], what: str) -> list[dict[str, list[str]]]:
+    """Records of the first ``+---+``/``|`` table in ``text`` whose header row holds ``header``.
+
+    SMI tools (furiosa-smi, rbln-stat, hl-smi) draw tables with ``+----+`` borders and ``|``
+    cells. A record is everything between two borders, so a multi-line record (furiosa-smi
+    ``status`` prints 8 lines per device) comes back as one dict: column name -> the non-empty
+    fragments of that column, top to bottom. Rows are split on ``|`` rather than on the border's
+    column positions because real output is not always aligned (furiosa-smi ``ps``). The table
+    ends at the first record whose cell count differs from the header's (the next table's title).
+    Raises ``BackendError`` naming ``what`` when no such header exists.
+    """
+    wanted = set(header)
+    blocks: list[list[list[str]]] = [[]]
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("+") and set(line) <= set("+-=|"):
+            blocks.append([])
+        elif line.startswith("|"):
+            blocks[-1].append([cell.strip() for cell in line.strip("|").split("|")])
+    blocks = [b for b in blocks if b]
+    start = next((i for i, b in enumerate(blocks) if len(b) == 1 and wanted <= set(b[0])), None)
+    if start is None:
+        raise BackendError(f"{what}: no table with columns {', '.join(sorted(wanted))}")
+    names = blocks[start][0]
+    records: list[dict[str, list[str]]] = []
+    for block in blocks[start + 1:]:
+        if any(len(cells) != len(names) for cells in block):
+            break
+        records.append({name: [cells[c] for cells in block if cells[c]] for c, name in enumerate(names)})
+    return records
+
+
+def prometheus_samples(text: str, what: str) -> list[Sample]:
+    """Every sample of a Prometheus text exposition; ``BackendError`` naming ``what`` if malformed.
+
+    Comment lines that are neither ``# HELP`` nor ``# TYPE`` (vendor READMEs use ``#liveness``)
+    are ignored by the parser, as Prometheus itself ignores them.
+    """
+    try:
+        return [s for family in text_string_to_metric_families(text) for s in family.samples]
+    except Exception as exc:  # the parser documents no exception set; anything it raises is "malformed"
+        raise BackendError(f"{what}: malformed Prometheus text: {exc}") from exc

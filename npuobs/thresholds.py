@@ -32,6 +32,11 @@ class Thresholds:
     memory_high_ratio: float = 0.9
     # latency SLI threshold (seconds); must be a bucket edge of schema.LATENCY_BUCKETS
     latency_slo_seconds: float = 0.1
+    # F6: distinct versions side by side for longer than this is a stuck rollout, not an upgrade in flight
+    version_mismatch_for: str = "1h"
+    # the synthetic golden-check tenant: measured by the accuracy SLI, kept out of the user-facing
+    # availability/latency SLIs and the per-tenant latency spread
+    canary_tenant: str = "canary"
 
 
 DEFAULT = Thresholds()

@@ -85,7 +85,8 @@ def test_output_at_the_limit_is_accepted() -> None:
 
 
 def test_nonzero_exit_carries_code_and_stderr_tail() -> None:
-    code = "import sys; sys.stderr.write('noise\\n' * 500 + 'NVML: Driver/library version mismatch'); sys.exit(9)"
+    code = ("import sys; sys.stderr.write('noise\\n' * 500 + 'NVML: Driver/library version mismatch'); "
+            "sys.exit(9)")
     with pytest.raises(BackendError) as err:
         run_tool([sys.executable, "-c", code])
     msg = str(err.value)

@@ -1,0 +1,122 @@
+"""The Alertmanager config: severity routes to two PagerDuty Events v2 receivers, grouping and
+inhibition that keep one incident one page.
+
+Routing keys are secrets, so the committed config reads them from files
+(``routing_key_file``, mounted from a Secret). ``npuobs alerts generate`` embeds a key instead
+when ``NPUOBS_PAGERDUTY_ROUTING_KEY_PAGE`` / ``..._TICKET`` are set at generate time (for
+local demos and tests, never for a committed file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from npuobs.alerting import conventions as cv
+
+DEFAULT_KEY_DIR = "/etc/alertmanager/secrets"
+ENV_ROUTING_KEY = {cv.SEVERITY_PAGE: "NPUOBS_PAGERDUTY_ROUTING_KEY_PAGE",
+                   cv.SEVERITY_TICKET: "NPUOBS_PAGERDUTY_ROUTING_KEY_TICKET"}
+DEVICE_DOWN_ALERTS = ("NpuDeviceDown", "NpuDeviceAbsent")
+
+# One PagerDuty incident per Alertmanager group: summary of the single alert, or a count.
+DESCRIPTION = (
+    '{{ if eq (len .Alerts) 1 }}{{ (index .Alerts 0).Annotations.summary }}'
+    '{{ else }}{{ .CommonLabels.alertname }}: {{ len .Alerts.Firing }} firing'
+    '{{ if .CommonLabels.node }} on {{ .CommonLabels.node }}{{ end }}{{ end }}'
+)
+SOURCE = ('{{ if .CommonLabels.node }}{{ .CommonLabels.node }}'
+          '{{ else if .CommonLabels.slo }}slo/{{ .CommonLabels.slo }}{{ else }}npuobs{{ end }}')
+
+
+@dataclass(frozen=True)
+class RoutingKey:
+    """Where a receiver's PagerDuty integration key comes from: a file (default) or inline."""
+
+    key: str | None = None
+    key_file: str | None = None
+
+    def as_config(self) -> dict[str, str]:
+        if self.key:
+            return {"routing_key": self.key}
+        if not self.key_file:
+            raise ValueError("a routing key or a routing key file is required")
+        return {"routing_key_file": self.key_file}
+
+
+@dataclass(frozen=True)
+class AlertmanagerOptions:
+    page_key: RoutingKey = RoutingKey(key_file=f"{DEFAULT_KEY_DIR}/pagerduty-page.key")
+    ticket_key: RoutingKey = RoutingKey(key_file=f"{DEFAULT_KEY_DIR}/pagerduty-ticket.key")
+    pagerduty_url: str | None = None  # None: PagerDuty's own endpoint (Alertmanager's default)
+    group_wait: str = "30s"
+    group_interval: str = "5m"
+    page_repeat_interval: str = "1h"
+    ticket_repeat_interval: str = "24h"
+
+
+def _pagerduty(severity: str, key: RoutingKey, url: str | None) -> dict[str, Any]:
+    config: dict[str, Any] = {**key.as_config()}
+    if url:
+        config["url"] = url
+    config.update({
+        "send_resolved": True,
+        "severity": cv.PAGERDUTY_SEVERITY[severity],
+        "description": DESCRIPTION,
+        "source": SOURCE,
+        "class": "{{ .CommonLabels.failure_mode }}",
+        "component": "{{ .CommonLabels.vendor }}",
+        "group": "{{ .CommonLabels.node }}",
+        "links": [{"href": "{{ .CommonAnnotations.runbook_url }}",
+                   "text": "Runbook: {{ .CommonLabels.alertname }}"}],
+        "details": {
+            "description": "{{ .CommonAnnotations.description }}",
+            "failure_mode": "{{ .CommonLabels.failure_mode }}",
+            "firing": '{{ template "pagerduty.default.instances" .Alerts.Firing }}',
+            "resolved": '{{ template "pagerduty.default.instances" .Alerts.Resolved }}',
+            "num_firing": "{{ .Alerts.Firing | len }}",
+            "num_resolved": "{{ .Alerts.Resolved | len }}",
+        },
+    })
+    return config
+
+
+def alertmanager_config(options: AlertmanagerOptions = AlertmanagerOptions()) -> dict[str, Any]:
+    down = "|".join(DEVICE_DOWN_ALERTS)
+    url = options.pagerduty_url
+    return {
+        "route": {
+            # Unmatched severities still reach a human (as a ticket) instead of being dropped.
+            "receiver": cv.RECEIVER_TICKET,
+            # vendor/node: one incident per node and vendor; slo: SLO alerts carry neither.
+            "group_by": ["alertname", "vendor", "node", "slo"],
+            "group_wait": options.group_wait,
+            "group_interval": options.group_interval,
+            "repeat_interval": options.ticket_repeat_interval,
+            "routes": [
+                {"matchers": [f'severity="{cv.SEVERITY_PAGE}"'], "receiver": cv.RECEIVER_PAGE,
+                 "repeat_interval": options.page_repeat_interval},
+                {"matchers": [f'severity="{cv.SEVERITY_TICKET}"'], "receiver": cv.RECEIVER_TICKET},
+            ],
+        },
+        "inhibit_rules": [
+            # A down/vanished device explains every other alert about that device.
+            {"source_matchers": [f'alertname=~"{down}"'],
+             "target_matchers": ['alertname=~"Npu.+"', f'alertname!~"{down}"'],
+             "equal": ["node", "device"]},
+            # The page already covers the same problem: drop its ticket twin.
+            {"source_matchers": [f'severity="{cv.SEVERITY_PAGE}"'],
+             "target_matchers": [f'severity="{cv.SEVERITY_TICKET}"'],
+             "equal": ["alertname", "node", "device", "slo"]},
+            # Throttling already happens: "near the limit" adds nothing.
+            {"source_matchers": ['alertname="NpuThermalThrottling"'],
+             "target_matchers": ['alertname="NpuTemperatureNearLimit"'],
+             "equal": ["node", "device"]},
+        ],
+        "receivers": [
+            {"name": cv.RECEIVER_PAGE,
+             "pagerduty_configs": [_pagerduty(cv.SEVERITY_PAGE, options.page_key, url)]},
+            {"name": cv.RECEIVER_TICKET,
+             "pagerduty_configs": [_pagerduty(cv.SEVERITY_TICKET, options.ticket_key, url)]},
+        ],
+    }

@@ -1,0 +1,74 @@
+"""Every name the alert generator emits, in one place (Sloth's conventions module, npuobs-prefixed).
+
+Dashboards, runbooks and tests import these instead of spelling names out, so renaming a rule
+is one edit here. Recording-rule names follow ``level:metric:operations``; the SLO ones carry the
+window in the name (``..._rate5m``) and identify the SLO by labels (see ``SLO_LABELS``).
+"""
+
+from __future__ import annotations
+
+# --- SLO recording rules (labels: slo, sli, model, service + the spec's extra labels)
+SLO_ERROR_RATIO_PREFIX = "npuobs:slo_errors_per_request:ratio_rate"
+"""Error ratio of one SLI over one window, e.g. ``npuobs:slo_errors_per_request:ratio_rate5m``."""
+SLO_OBJECTIVE = "npuobs:slo_objective:ratio"  # the objective, 0.999 for 99.9 %
+SLO_ERROR_BUDGET = "npuobs:slo_error_budget:ratio"  # 1 - objective
+SLO_ERROR_BUDGET_REMAINING = "npuobs:slo_error_budget_remaining:ratio"  # 1 = untouched, <= 0 = spent
+SLO_CURRENT_BURN_RATE = "npuobs:slo_current_burn_rate:ratio"  # shortest-window error ratio / budget
+SLO_PERIOD_BURN_RATE = "npuobs:slo_period_burn_rate:ratio"  # whole-period error ratio / budget
+SLO_LABELS = ("slo", "sli", "model", "service")
+
+# --- device recording rules
+CPU_FALLBACK_RATIO = "npuobs:npu_cpu_fallback:ratio_rate5m"  # {node, device, vendor}
+LATENCY_P99 = "npuobs:npu_inference_latency_seconds:p99_rate5m"  # {node, device, model, tenant}
+TENANT_P99_SPREAD = "npuobs:npu_tenant_latency_p99_spread:ratio"  # {node, device, model}: max/min tenant p99
+DEVICE_ERROR_RATE = "npuobs:npu_device_errors:rate5m"  # {node, device, vendor}, corrected ECC excluded
+DISTINCT_VERSIONS = "npuobs:npu_distinct_versions:count"  # {vendor, model, component}
+
+# --- rule groups
+GROUP_SLI = "npuobs-slo-sli"
+GROUP_SLO_BUDGET = "npuobs-slo-budget"
+GROUP_DEVICE_RECORDINGS = "npuobs-device-recordings"
+GROUP_SLO_ALERTS = "npuobs-slo-alerts"
+GROUP_DEVICE_ALERTS = "npuobs-device-alerts"
+GROUP_FLEET_ALERTS = "npuobs-fleet-alerts"
+GROUP_SELF_ALERTS = "npuobs-exporter-alerts"
+
+# --- alert labels
+SEVERITY_PAGE = "page"
+SEVERITY_TICKET = "ticket"
+FAILURE_MODE_SLO = "SLO"
+FAILURE_MODE_SELF = "SELF"
+
+# --- SLO alert names, one per SLI category (page and ticket share the name, told apart by severity)
+SLO_BURN_ALERTS = {
+    "availability": "NpuAvailabilityErrorBudgetBurn",
+    "latency": "NpuLatencyErrorBudgetBurn",
+    "accuracy": "NpuAccuracyErrorBudgetBurn",
+}
+ALERT_BUDGET_EXHAUSTED = "NpuErrorBudgetExhausted"
+ALERT_SLI_ABSENT = "NpuSloMetricAbsent"
+
+# --- output files of ``npuobs alerts generate``
+RECORDING_RULES_FILE = "recording-rules.yaml"
+SLO_ALERTS_FILE = "slo-alerts.yaml"
+DEVICE_ALERTS_FILE = "device-alerts.yaml"
+PROMETHEUS_RULE_FILE = "prometheusrule.yaml"
+ALERTMANAGER_FILE = "alertmanager.yaml"
+RULE_FILES = (RECORDING_RULES_FILE, SLO_ALERTS_FILE, DEVICE_ALERTS_FILE)
+
+# --- Alertmanager receivers
+RECEIVER_PAGE = "pagerduty-page"
+RECEIVER_TICKET = "pagerduty-ticket"
+PAGERDUTY_SEVERITY = {SEVERITY_PAGE: "critical", SEVERITY_TICKET: "warning"}
+
+DEFAULT_RUNBOOK_BASE_URL = "https://github.com/npuobs/npuobs/blob/main"
+DEFAULT_EXPORTER_JOB = "npuobs"
+
+
+def slo_error_ratio(window: str) -> str:
+    """Recording-rule name of the SLI error ratio over ``window`` (a Prometheus duration like ``1h``)."""
+    return f"{SLO_ERROR_RATIO_PREFIX}{window}"
+
+
+def runbook_url(base: str, alert: str) -> str:
+    return f"{base.rstrip('/')}/runbooks/{alert}.md"

@@ -1,0 +1,200 @@
+"""The device alert catalogue: one or more alerts per failure mode of the NPU SRE guide (F1-F8),
+device resets and the exporter's own health, built from the schema and the shared thresholds.
+
+Page vs ticket follows the guide ("page when users are hurt now"): a device that is down,
+vanished, erroring, silently computing wrong outputs or resetting in a storm pages; conditions
+whose user impact, if any, already pages through an SLO burn-rate alert (throttling, OOM, CPU
+fallback, noisy neighbours, accuracy drift) or that only threaten future trouble (temperature
+near the limit, version skew, a blind exporter) are tickets. docs/alerting.md has the table.
+"""
+
+from __future__ import annotations
+
+import re
+
+from npuobs import schema
+from npuobs.alerting import conventions as cv
+from npuobs.alerting.rules import Alert, Group, Record
+from npuobs.alerting.slo_spec import VERSION_COMPONENTS, FleetPolicy
+from npuobs.thresholds import Thresholds
+
+PAGE, TICKET = cv.SEVERITY_PAGE, cv.SEVERITY_TICKET
+DEV = "node, device, vendor"
+ON_DEVICE = "NPU {{ $labels.device }} on {{ $labels.node }}"
+ON_DEVICE_VENDOR = "NPU {{ $labels.device }} ({{ $labels.vendor }}) on node {{ $labels.node }}"
+
+
+def m(name: str) -> str:
+    """A metric name, checked against the schema at generation time."""
+    return schema.metric(name).name
+
+
+def _regex_alternatives(values: tuple[str, ...]) -> str:
+    """An RE2 alternation matching exactly these strings, escaped for a double-quoted PromQL string."""
+    return "|".join(re.sub(r"([.+*?()\[\]{}|^$\\])", r"\\\\\1", v) for v in values)
+
+
+def device_recording_group(t: Thresholds) -> Group:
+    """Per-device derived series the alerts and dashboards share (names in ``conventions``)."""
+    ops, lat = m("npu_ops_total"), m("npu_inference_latency_seconds")
+    wl = "node, device, model, tenant"
+    records: list[Record] = [
+        Record(cv.CPU_FALLBACK_RATIO,
+               # a device that never fell back may not expose the host series: read it as 0
+               f'(\n  sum by ({DEV}) (rate({ops}{{placement="host"}}[5m]))\n'
+               f"  or\n  sum by ({DEV}) (rate({ops}[5m])) * 0\n)\n/\n"
+               f"(\n  sum by ({DEV}) (rate({ops}[5m])) > 0\n)"),
+        Record(cv.LATENCY_P99,
+               # no traffic -> no quantile (histogram_quantile over all-zero buckets is NaN)
+               f"histogram_quantile(\n  0.99,\n  sum by ({wl}, le) (rate({lat}_bucket[5m]))\n"
+               f"  and on ({wl})\n  (sum by ({wl}) (rate({lat}_count[5m])) > 0)\n)"),
+        Record(cv.TENANT_P99_SPREAD,
+               f'max by (node, device, model) ({cv.LATENCY_P99}{{tenant!="{t.canary_tenant}"}})\n/\n'
+               f'(\n  min by (node, device, model) ({cv.LATENCY_P99}{{tenant!="{t.canary_tenant}"}}) > 0\n)'),
+        Record(cv.DEVICE_ERROR_RATE,
+               f'sum by ({DEV}) (rate({m("npu_errors_total")}{{kind!="ecc_corrected"}}[5m]))'),
+    ]
+    info = m("npu_device_info")
+    for comp in VERSION_COMPONENTS:
+        records.append(Record(cv.DISTINCT_VERSIONS,
+                              f"count by (vendor, model) (count by (vendor, model, {comp}) ({info}))",
+                              {"component": comp.removesuffix("_version")}))
+    return Group(cv.GROUP_DEVICE_RECORDINGS, tuple(records))
+
+
+def device_alert_group(t: Thresholds, fleet: FleetPolicy) -> Group:
+    up_dev = m("npu_device_up")
+    job = fleet.exporter_job
+    alerts = [
+        # --- F1 device offline
+        Alert("NpuDeviceDown", f"{up_dev} == 0", PAGE, "F1",
+              f"{ON_DEVICE} is down",
+              f"{ON_DEVICE_VENDOR} has not answered its backend for 2 minutes; inferences routed to it fail.",
+              "2m"),
+        Alert("NpuDeviceAbsent",
+              # reported in the last hour, gone now, while its exporter is still scraped fine
+              f'max_over_time({up_dev}{{job="{job}"}}[1h])\n'
+              f'unless on ({DEV}) {up_dev}{{job="{job}"}}\n'
+              f'unless on (instance) (up{{job="{job}"}} == 0)',
+              PAGE, "F1",
+              f"{ON_DEVICE} vanished from its exporter",
+              f"{ON_DEVICE_VENDOR} reported within the last hour but its exporter no longer lists it "
+              "(device fell off the bus, driver unloaded, or the backend lost it).",
+              "2m"),
+        # --- F2 thermal
+        Alert("NpuThermalThrottling", f'{m("npu_throttle_reason_active")}{{reason="thermal"}} == 1',
+              TICKET, "F2",
+              f"{ON_DEVICE} is thermally throttled",
+              f"{ON_DEVICE_VENDOR} has run below its maximum clock for thermal reasons for more than "
+              f"{t.throttle_for}; tail latency rises while it lasts.",
+              t.throttle_for),
+        Alert("NpuTemperatureNearLimit",
+              f"{m('npu_temperature_celsius')}\n>= on ({DEV})\n"
+              f"{m('npu_temperature_throttle_threshold_celsius')} - {t.temperature_margin_celsius:g}",
+              TICKET, "F2",
+              f"{ON_DEVICE} is within {t.temperature_margin_celsius:g} °C of throttling",
+              f"{ON_DEVICE_VENDOR} is at {{{{ $value }}}} °C, within {t.temperature_margin_celsius:g} °C "
+              "of its throttle threshold, for 5 minutes.",
+              "5m"),
+        # --- F3 quantization accuracy loss
+        Alert("NpuAccuracyDeltaHigh",
+              f"max by (node, device, model) ({m('npu_accuracy_delta_ratio')})"
+              f" > {t.accuracy_delta_max_ratio:g}",
+              TICKET, "F3",
+              "{{ $labels.model }} on NPU {{ $labels.device }} of {{ $labels.node }} lost accuracy",
+              "The on-device accuracy of {{ $labels.model }} on NPU {{ $labels.device }} of "
+              f"{{{{ $labels.node }}}} is more than {t.accuracy_delta_max_ratio:.0%} below the FP32 "
+              "reference for 15 minutes.",
+              "15m"),
+        # --- F4 memory OOM
+        Alert("NpuOutOfMemory", f"sum by ({DEV}) (increase({m('npu_oom_events_total')}[10m])) > 0",
+              TICKET, "F4",
+              f"{ON_DEVICE} failed device memory allocations",
+              f"{ON_DEVICE_VENDOR} reported out-of-memory events in the last 10 minutes; "
+              "the affected batches failed with outcome=oom."),
+        # --- F5 CPU fallback
+        Alert("NpuCpuFallbackHigh", f"{cv.CPU_FALLBACK_RATIO} > {t.cpu_fallback_max_ratio:g}", TICKET, "F5",
+              f"{ON_DEVICE} runs too many ops on the host CPU",
+              f"More than {t.cpu_fallback_max_ratio:.0%} of the graph ops on {ON_DEVICE_VENDOR} ran on the "
+              "host (CPU fallback) for 15 minutes.",
+              "15m"),
+        # --- F7 noisy neighbour
+        Alert("NpuNoisyNeighbour", f"{cv.TENANT_P99_SPREAD} > {t.tenant_latency_spread_max:g}", TICKET, "F7",
+              f"Tenants on {ON_DEVICE} see very different latency",
+              "The slowest tenant's p99 latency for {{ $labels.model }} on NPU {{ $labels.device }} of "
+              f"{{{{ $labels.node }}}} is more than {t.tenant_latency_spread_max:g}x the fastest tenant's "
+              "for 15 minutes.",
+              "15m"),
+        # --- F8 firmware bug: incorrect outputs
+        Alert("NpuIncorrectOutputs",
+              f"sum by (node, device, model) (increase({m('npu_golden_mismatches_total')}[10m])) > 0",
+              PAGE, "F8",
+              f"{ON_DEVICE} returned incorrect outputs",
+              "Golden-output canary checks of {{ $labels.model }} on NPU {{ $labels.device }} of "
+              "{{ $labels.node }} mismatched in the last 10 minutes: the device is computing wrong results."),
+        # --- device resets: any reset is a ticket, a storm pages
+        Alert("NpuDeviceResets", f"sum by ({DEV}) (increase({m('npu_resets_total')}[1h])) > 0",
+              TICKET, "RESET",
+              f"{ON_DEVICE} was reset",
+              f"{ON_DEVICE_VENDOR} reset in the last hour."),
+        Alert("NpuDeviceResets",
+              f"sum by ({DEV}) (increase({m('npu_resets_total')}[1h])) >= {t.resets_per_hour_max:g}",
+              PAGE, "RESET",
+              f"{ON_DEVICE} is in a reset storm",
+              f"{ON_DEVICE_VENDOR} reset at least {t.resets_per_hour_max:g} times in the last hour; "
+              "each reset drops its queue and cold-starts its model."),
+        # --- device errors (F1/F8)
+        Alert("NpuDeviceErrorRateHigh", f"{cv.DEVICE_ERROR_RATE} > {t.device_error_rate_max_per_second:g}",
+              PAGE, "F1",
+              f"{ON_DEVICE} reports a high error rate",
+              f"{ON_DEVICE_VENDOR} reported more than {t.device_error_rate_max_per_second:g} errors/s "
+              "(uncorrected ECC, runtime, timeout or PCIe) for 5 minutes.",
+              "5m"),
+    ]
+    return Group(cv.GROUP_DEVICE_ALERTS, tuple(alerts))
+
+
+def fleet_alert_group(t: Thresholds, fleet: FleetPolicy) -> Group:
+    """F6: version skew across the fleet, and versions outside the allowed list (when one is configured)."""
+    info = m("npu_device_info")
+    alerts = [
+        Alert("NpuVersionMismatch",
+              f"count by (vendor, model) (count by (vendor, model, {comp}) ({info})) > 1",
+              TICKET, "F6",
+              f"{{{{ $labels.vendor }}}} {{{{ $labels.model }}}} devices run {{{{ $value }}}} different "
+              f"{comp.removesuffix('_version')} versions",
+              f"{{{{ $labels.vendor }}}} {{{{ $labels.model }}}} devices in the fleet have run "
+              f"{{{{ $value }}}} different {comp.replace('_', ' ')}s side by side for more than "
+              f"{t.version_mismatch_for}.",
+              t.version_mismatch_for, {"component": comp.removesuffix("_version")})
+        for comp in VERSION_COMPONENTS
+    ]
+    for comp in VERSION_COMPONENTS:
+        selectors = [f'{info}{{vendor="{vendor}",{comp}!~"{_regex_alternatives(comps[comp])}"}}'
+                     for vendor, comps in sorted(fleet.allowed_versions.items()) if comp in comps]
+        if not selectors:
+            continue
+        label = "{{ $labels." + comp + " }}"
+        alerts.append(Alert(
+            "NpuVersionNotAllowed", "\nor\n".join(selectors), TICKET, "F6",
+            f"{ON_DEVICE} runs {comp.replace('_', ' ')} {label}, which is not allowed",
+            f"{ON_DEVICE_VENDOR} ({{{{ $labels.model }}}}) runs {comp.replace('_', ' ')} {label}, "
+            "outside the fleet policy's allowed list (alerts/slo.yaml fleet.allowed_versions).",
+            "15m", {"component": comp.removesuffix("_version")}))
+    return Group(cv.GROUP_FLEET_ALERTS, tuple(alerts))
+
+
+def exporter_alert_group(fleet: FleetPolicy) -> Group:
+    job = fleet.exporter_job
+    return Group(cv.GROUP_SELF_ALERTS, (
+        Alert("NpuExporterDown", f'up{{job="{job}"}} == 0', TICKET, cv.FAILURE_MODE_SELF,
+              "npuobs exporter {{ $labels.instance }} is down",
+              "Prometheus has failed to scrape the npuobs exporter at {{ $labels.instance }} for 5 minutes: "
+              "the NPUs on that node are unobserved (their device and SLO alerts cannot fire).",
+              "5m"),
+        Alert("NpuCollectorFailing", f"{m('npuobs_collector_success')} == 0", TICKET, cv.FAILURE_MODE_SELF,
+              "npuobs collector {{ $labels.collector }} on {{ $labels.node }} is failing",
+              "The {{ $labels.collector }} collector of the npuobs exporter on {{ $labels.node }} has failed "
+              "every sample for 10 minutes; the metrics it owns are missing or stale.",
+              "10m"),
+    ))

@@ -1,0 +1,73 @@
+"""Rule objects and their Prometheus rule-file form: one place adds labels and the runbook link.
+
+Every alert gets ``severity`` (page|ticket), ``failure_mode`` and the annotations ``summary``,
+``description`` and ``runbook_url`` here (kubernetes-mixin's single pass), so no alert can ship
+without them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from npuobs.alerting import conventions as cv
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    expr: str
+    severity: str
+    failure_mode: str
+    summary: str
+    description: str
+    for_: str = "0s"
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.severity not in (cv.SEVERITY_PAGE, cv.SEVERITY_TICKET):
+            raise ValueError(f"{self.name}: severity must be page or ticket, got {self.severity!r}")
+
+    def to_rule(self, runbook_base_url: str) -> dict[str, Any]:
+        rule: dict[str, Any] = {"alert": self.name, "expr": self.expr}
+        if self.for_ != "0s":
+            rule["for"] = self.for_
+        rule["labels"] = {"severity": self.severity, "failure_mode": self.failure_mode, **self.labels}
+        rule["annotations"] = {
+            "summary": self.summary,
+            "description": self.description,
+            "runbook_url": cv.runbook_url(runbook_base_url, self.name),
+        }
+        return rule
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    expr: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_rule(self) -> dict[str, Any]:
+        rule: dict[str, Any] = {"record": self.name, "expr": self.expr}
+        if self.labels:
+            rule["labels"] = dict(self.labels)
+        return rule
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    rules: tuple[Alert | Record, ...]
+    interval: str | None = None  # None: Prometheus' global evaluation_interval
+
+    def to_dict(self, runbook_base_url: str) -> dict[str, Any]:
+        group: dict[str, Any] = {"name": self.name}
+        if self.interval:
+            group["interval"] = self.interval
+        group["rules"] = [r.to_rule(runbook_base_url) if isinstance(r, Alert) else r.to_rule()
+                          for r in self.rules]
+        return group
+
+    @property
+    def alerts(self) -> tuple[Alert, ...]:
+        return tuple(r for r in self.rules if isinstance(r, Alert))

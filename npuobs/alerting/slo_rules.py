@@ -1,0 +1,98 @@
+"""SLO specs -> SLI recording rules, error-budget rules and multiwindow burn-rate alerts."""
+
+from __future__ import annotations
+
+from npuobs.alerting import conventions as cv
+from npuobs.alerting.burnrate import BurnWindow, parse_duration, windows_for
+from npuobs.alerting.rules import Alert, Group, Record
+from npuobs.alerting.slo_spec import SLO, Spec, SpecError
+
+# The period-long rules scan the whole SLO period (30 days of samples): evaluating them every
+# minute would cost more than all other rules together, and budget moves slowly.
+BUDGET_INTERVAL = "5m"
+
+
+def slo_labels(spec: Spec, slo: SLO) -> dict[str, str]:
+    labels = {"slo": slo.name, "sli": slo.sli, "service": spec.service}
+    if slo.model:
+        labels["model"] = slo.model
+    return {**labels, **spec.labels}
+
+
+def _selector(slo: SLO) -> str:
+    return f'{{slo="{slo.name}"}}'
+
+
+def _check_reachable(spec: Spec, slo: SLO, windows: tuple[BurnWindow, ...], policy: str) -> None:
+    for w in windows:
+        if w.factor * slo.error_budget >= 1:
+            raise SpecError(
+                f"{spec.source}: SLO {slo.name}: objective {slo.objective:g} % with policy {policy} needs an "
+                f"error ratio of {w.factor:g} x {slo.error_budget:g} >= 100 % to fire its {w.severity} "
+                "alert, which can never happen; raise the objective or pick another policy")
+
+
+def _burn_expr(slo: SLO, windows: list[BurnWindow]) -> str:
+    clauses = []
+    for w in windows:
+        threshold = f"({w.factor:g} * {slo.error_budget:g})"
+        clauses.append(f"(\n  {cv.slo_error_ratio(w.long)}{_selector(slo)} > {threshold}\n  and\n"
+                       f"  {cv.slo_error_ratio(w.short)}{_selector(slo)} > {threshold}\n)")
+    return "\nor\n".join(clauses)
+
+
+def _burn_description(slo: SLO, windows: list[BurnWindow]) -> str:
+    budget_pct = f"{slo.error_budget * 100:g} %"
+    pairs = " or ".join(f"{w.factor:g}x over {w.long} (confirmed over {w.short})" for w in windows)
+    return (f"The {slo.sli} SLO {slo.name} ({slo.objective:g} % over {slo.period}, "
+            f"error budget {budget_pct}) is burning its budget at more than {pairs}.")
+
+
+def slo_groups(spec: Spec, policy: str) -> tuple[Group, Group, Group]:
+    """(SLI recordings, budget recordings, SLO alerts) for every SLO of the spec."""
+    sli_rules: list[Record] = []
+    budget_rules: list[Record] = []
+    alerts: list[Alert] = []
+    for slo in spec.slos:
+        labels = slo_labels(spec, slo)
+        windows = windows_for(policy, slo.period)
+        _check_reachable(spec, slo, windows, policy)
+        used = sorted({w.long for w in windows} | {w.short for w in windows}, key=parse_duration)
+        sli_rules += [Record(cv.slo_error_ratio(w), slo.error_ratio_expr(w), labels) for w in used]
+
+        sel = _selector(slo)
+        budget = f"{slo.error_budget:g}"
+        budget_rules += [
+            Record(cv.slo_error_ratio(slo.period), slo.error_ratio_expr(slo.period), labels),
+            Record(cv.SLO_OBJECTIVE, f"vector({slo.objective / 100:g})", labels),
+            Record(cv.SLO_ERROR_BUDGET, f"vector({budget})", labels),
+            Record(cv.SLO_CURRENT_BURN_RATE, f"{cv.slo_error_ratio(used[0])}{sel} / {budget}", labels),
+            Record(cv.SLO_PERIOD_BURN_RATE, f"{cv.slo_error_ratio(slo.period)}{sel} / {budget}", labels),
+            Record(cv.SLO_ERROR_BUDGET_REMAINING, f"1 - {cv.SLO_PERIOD_BURN_RATE}{sel}", labels),
+        ]
+
+        name = cv.SLO_BURN_ALERTS[slo.sli]
+        what = f"{{{{ $labels.model }}}} {slo.sli}" if slo.model else f"{slo.name}"
+        for severity, speed in ((cv.SEVERITY_PAGE, "fast"), (cv.SEVERITY_TICKET, "steadily")):
+            chosen = [w for w in windows if w.severity == severity]
+            if chosen:
+                alerts.append(Alert(name, _burn_expr(slo, chosen), severity, cv.FAILURE_MODE_SLO,
+                                    f"{what} is burning its error budget {speed}",
+                                    _burn_description(slo, chosen)))
+        alerts.append(Alert(
+            cv.ALERT_BUDGET_EXHAUSTED, f"{cv.SLO_ERROR_BUDGET_REMAINING}{sel} <= 0", cv.SEVERITY_TICKET,
+            cv.FAILURE_MODE_SLO, f"{what} has spent its error budget",
+            f"The {slo.sli} SLO {slo.name} has used all of its {slo.period} error budget "
+            f"({slo.error_budget * 100:g} % of requests); freeze risky changes until it recovers.",
+            "15m"))
+        if slo.absent_selector:
+            alerts.append(Alert(
+                cv.ALERT_SLI_ABSENT, f"absent({slo.absent_selector})",
+                cv.SEVERITY_TICKET, cv.FAILURE_MODE_SLO,
+                f"No SLI data for {slo.name}",
+                f"{slo.absent_selector} has not been scraped for 15 minutes: the {slo.sli} SLO {slo.name} "
+                "cannot be measured and its burn-rate alerts cannot fire.",
+                "15m", labels))
+    return (Group(cv.GROUP_SLI, tuple(sli_rules)),
+            Group(cv.GROUP_SLO_BUDGET, tuple(budget_rules), BUDGET_INTERVAL),
+            Group(cv.GROUP_SLO_ALERTS, tuple(alerts)))

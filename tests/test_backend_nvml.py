@@ -334,7 +334,10 @@ def test_csv_idle_with_header() -> None:
 
 
 def test_csv_load_rows_without_header() -> None:
-    rows = parse_query_csv(read_fixture("nvidia-h100/h100-query-load.csv"), h100_query_header())
+    # one GPU sampled once a second: each line is one sample (one snapshot) of device 0
+    lines = read_fixture("nvidia-h100/h100-query-load.csv").splitlines()
+    rows = [r for line in lines for r in parse_query_csv(line, h100_query_header())]
+    assert {r.info.device for r in rows} == {"0"}
     assert [r.temperature_celsius for r in rows] == [36, 52, 55, 56, 58, 58, 59, 59, 60, 60]
     assert all(r.power_watts <= r.power_limit_watts == 700.0 for r in rows)
     assert rows[0].throttled is False  # 0x1: still idle in the first second
@@ -371,6 +374,8 @@ def test_csv_wide_captures() -> None:
     ("name, temperature.gpu\n", None, "no GPU rows"),
     ("name, temperature.gpu\nT4\n", None, "1 values for 2 fields"),
     ("T4, warm\n", ["name", "temperature.gpu"], "row 0"),
+    ("0, T4\n0, T4\n", ["index", "name"], "listed twice"),
+    ("0, -3\n", ["index", "ecc.errors.corrected.volatile.total"], "negative"),
 ])
 def test_csv_garbage(text: str, fields: list[str] | None, message: str) -> None:
     with pytest.raises(BackendError, match=message):

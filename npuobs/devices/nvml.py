@@ -99,6 +99,10 @@ def _health(*problems: bool | None) -> bool | None:
 
 
 def _errors(**counts: int | None) -> Mapping[str, int]:
+    """The counters that were read; a negative count is garbage, not a reading."""
+    for kind, n in counts.items():
+        if n is not None and n < 0:
+            raise BackendError(f"negative {kind} error count {n}")
     return MappingProxyType({kind: int(n) for kind, n in counts.items() if n is not None})
 
 
@@ -381,7 +385,10 @@ def parse_query_csv(text: str, fields: Sequence[str] | None = None) -> tuple[Dev
     a bare value is read in nvidia-smi's unit for that field (W, MiB, MHz, %, C). Rows without an
     ``index`` field are numbered in order.
     """
-    rows = [r for r in csv.reader(io.StringIO(text), skipinitialspace=True) if any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text), skipinitialspace=True) if any(c.strip() for c in r)]
+    except csv.Error as exc:  # NUL bytes, a field beyond the csv module's size limit
+        raise BackendError(f"nvidia-smi --query-gpu: unreadable CSV: {exc}") from exc
     if fields is None:
         if not rows:
             raise BackendError("nvidia-smi --query-gpu: empty output, expected a header row")
@@ -400,7 +407,7 @@ def parse_query_csv(text: str, fields: Sequence[str] | None = None) -> tuple[Dev
             readings.append(_csv_gpu(dict(zip(names, row, strict=True)), position))
         except BackendError as exc:
             raise BackendError(f"nvidia-smi --query-gpu, row {position}: {exc}") from exc
-    return tuple(readings)
+    return units.check_unique(readings, "nvidia-smi --query-gpu")
 
 
 # --- the backend ------------------------------------------------------------------------------

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from npuobs.devices.base import BackendError
+from npuobs.devices.base import BackendError, DeviceReading
 
 # Literal "no value" spellings seen in nvidia-smi, rbln-stat, furiosa-smi, hl-smi, amd-smi,
 # neuron-ls and tpu-info output (compared case-insensitively, surrounding brackets removed).
@@ -40,8 +40,10 @@ _NUMBER = re.compile(
         (?P<num>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)
         \s*(?P<unit>[^\d\s()][^()]*?)?
         \s*\)?\s*$""",
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
+# Longer digit strings are garbage, not readings (and int() refuses beyond 4300 digits).
+_MAX_DIGITS = 40
 
 WATTS: Mapping[str, float] = {"uw": 1e-6, "µw": 1e-6, "mw": 1e-3, "w": 1.0, "kw": 1e3}
 BYTES: Mapping[str, int] = {
@@ -94,6 +96,8 @@ def split_quantity(text: str) -> tuple[float, str] | None:
     if m is None:
         raise BackendError(f"cannot parse {text!r} as a number")
     num = m.group("num")
+    if len(num) > _MAX_DIGITS:
+        raise BackendError(f"cannot parse {text[:50]!r}... as a number: too many digits")
     # Integers stay exact: DCGM's int64 sentinels differ only in their last digits.
     value: float = int(num) if num.lstrip("+-").isdigit() else float(num)
     if not math.isfinite(value):
@@ -130,6 +134,8 @@ def parse_int(text: str | int | None) -> int | None:
     if not isinstance(text, str):
         raise BackendError(f"expected an integer, got {type(text).__name__} {text!r}")
     s = text.strip()
+    if len(s) > _MAX_DIGITS or not s.isascii():
+        raise BackendError(f"cannot parse {text[:50]!r} as an integer")
     try:
         value = int(s, 16) if s.lower().startswith("0x") else int(s, 10)
     except ValueError:
@@ -164,8 +170,13 @@ def to_watts(text: str | float | None, default_unit: str = "W") -> float | None:
 
 
 def to_bytes(text: str | float | None, default_unit: str = "B") -> int | None:
-    """``"1024 MiB"`` -> 1073741824, ``"15.7GiB"`` -> 16857700761; SI prefixes are decimal."""
+    """``"1024 MiB"`` -> 1073741824, ``"15.7GiB"`` -> 16857746637; SI prefixes are decimal.
+
+    A negative size is an error: no memory gauge can go below zero.
+    """
     value = convert(text, BYTES, default_unit, "memory size")
+    if value is not None and value < 0:
+        raise BackendError(f"negative memory size {text!r}")
     return None if value is None else round(value)
 
 
@@ -190,6 +201,20 @@ def to_ratio(text: str | float | None, default_unit: str = "%") -> float | None:
     Values are not clamped: a reading above 100 % is the tool's to explain, not ours to hide.
     """
     return convert(text, PERCENT, default_unit, "percentage")
+
+
+def check_unique(readings: Sequence[DeviceReading], what: str) -> tuple[DeviceReading, ...]:
+    """``readings`` as a tuple, or ``BackendError`` if two share a device id.
+
+    The id becomes the ``device`` label; two devices under one label would overwrite each other's
+    series and hide one of them, which is worse than a visibly failed sample.
+    """
+    seen: set[str] = set()
+    for reading in readings:
+        if reading.info.device in seen:
+            raise BackendError(f"{what}: device {reading.info.device!r} is listed twice")
+        seen.add(reading.info.device)
+    return tuple(readings)
 
 
 def parse_box_table(text: str, header: Iterable[str], what: str) -> list[dict[str, list[str]]]:

@@ -1,4 +1,5 @@
-"""Where the shared vendor fixtures live, for every backend test.
+"""Where the shared vendor fixtures live, for every backend test (plus a tiny HTTP server for
+backends that read a vendor exporter's ``/metrics``).
 
 The fixtures are real tool outputs kept outside the repository (``/work/shared/fixtures`` next to
 the checkout, or ``shared/fixtures`` inside a copied tree); ``NPUOBS_SHARED_DIR`` points at the
@@ -7,7 +8,11 @@ the checkout, or ``shared/fixtures`` inside a copied tree); ``NPUOBS_SHARED_DIR`
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -42,3 +47,30 @@ def fixture(relative: str) -> Path:
 def read_fixture(relative: str) -> str:
     """Text of a fixture (UTF-8, as the tools write it)."""
     return fixture(relative).read_text(encoding="utf-8")
+
+
+@contextmanager
+def serving(body: str) -> Iterator[str]:
+    """Serve ``body`` over real HTTP on localhost while the block runs; yields its ``/metrics`` URL."""
+    data = body.encode("utf-8")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            """Keep test output quiet."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

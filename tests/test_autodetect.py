@@ -1,0 +1,183 @@
+"""Host detection against a fake host root, and the "auto" backend merging real and fake backends."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixturepaths import FIXTURES
+
+from npuobs.devices import autodetect, registry
+from npuobs.devices.autodetect import AutoBackend, Detection, detect, looked_for
+from npuobs.devices.base import (
+    BackendError,
+    DeviceBackend,
+    DeviceInfo,
+    DeviceReading,
+    Histogram,
+    Snapshot,
+    WorkloadReading,
+)
+
+MINE = ("nvml", "furiosa", "rebellions")
+CAT = shutil.which("cat")  # resolved before the tests empty PATH
+
+
+@pytest.fixture
+def bare_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty host: its own root, an empty PATH, no loadable vendor library; only my vendors."""
+    root = tmp_path / "host"
+    (root / "dev").mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("NPUOBS_HOST_ROOT", str(root))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
+    monkeypatch.setattr(autodetect, "DETECTABLE", MINE)
+    return root
+
+
+def _tool(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+def test_nothing_on_a_bare_host(bare_host: Path) -> None:
+    assert detect() == ()
+
+
+@pytest.mark.parametrize("node, expected", [
+    ("nvidia0", ("nvml",)),
+    ("rbln3", ("rebellions",)),
+    ("rngd/npu0mgmt", ("furiosa",)),
+])
+def test_device_nodes(bare_host: Path, node: str, expected: tuple[str, ...]) -> None:
+    (bare_host / "dev" / node).parent.mkdir(parents=True, exist_ok=True)
+    (bare_host / "dev" / node).touch()
+    assert detect() == expected
+
+
+def test_nvidiactl_alone_is_not_a_gpu(bare_host: Path) -> None:
+    (bare_host / "dev" / "nvidiactl").touch()
+    assert detect() == ()
+
+
+def test_tools_and_libraries(bare_host: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tool(bare_host.parent / "bin", "rbln-stat", "exit 0\n")
+    assert detect() == ("rebellions",)
+    monkeypatch.setattr("ctypes.util.find_library",
+                        lambda name: "libnvidia-ml.so.1" if name == "nvidia-ml" else None)
+    assert detect() == ("nvml", "rebellions")
+
+
+def test_missing_modules_and_modules_without_detect_are_skipped(bare_host: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (bare_host / "dev" / "rbln0").touch()
+    monkeypatch.setattr(autodetect, "DETECTABLE", ("no_such_vendor", "registry", "rebellions"))
+    assert detect() == ("rebellions",)
+    message = looked_for()
+    assert "no_such_vendor: backend module not installed" in message
+    assert "registry: no detect() to ask" in message
+    assert "rebellions: /dev/rbln[0-9]*, rbln-stat on PATH, rbln-smi on PATH" in message
+
+
+def test_detection_describes_itself() -> None:
+    d = Detection(device_globs=("/dev/x*",), libraries=("x",), tools=("x-smi",))
+    assert d.describe() == "/dev/x*, libx, x-smi on PATH"
+
+
+def test_auto_with_nothing_found_says_what_it_looked_for(bare_host: Path) -> None:
+    backend = registry.create("auto")
+    with pytest.raises(BackendError, match=r"no accelerator found.*nvml: /dev/nvidia\[0-9\]\*, libnvidia-ml"):
+        backend.sample()
+
+
+# --- merging ----------------------------------------------------------------------------------
+
+
+class _Fake(DeviceBackend):
+    """A backend returning fixed devices, or failing, as configured."""
+
+    def __init__(self, ids: tuple[str, ...] = ("0",), fail: str = "", **_: Any) -> None:
+        self.ids, self.fail, self.closed = ids, fail, False
+
+    def discover(self) -> tuple[DeviceInfo, ...]:
+        return tuple(r.info for r in self.sample().devices)
+
+    def sample(self) -> Snapshot:
+        if self.fail:
+            raise BackendError(self.fail)
+        devices = tuple(DeviceReading(info=DeviceInfo(i, "sim", "fake"), up=True) for i in self.ids)
+        workload = WorkloadReading(device=self.ids[0], model="m", tenant="t", latency=Histogram((), 0.0),
+                                   requests_total={}, queue_length=0)
+        return Snapshot.now("fake", devices, (workload,))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, _Fake]:
+    """Register fake backends in a copy of the registry, restored after the test."""
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    made: dict[str, _Fake] = {}
+
+    def factory(name: str, **kw: Any):  # noqa: ANN202 - returns a registry factory
+        def build(**options: Any) -> _Fake:
+            made[name] = _Fake(**kw, **options)
+            return made[name]
+        return build
+
+    registry.register("test-auto-a")(factory("a", ids=("0", "1")))
+    registry.register("test-auto-b")(factory("b", ids=("0",)))
+    registry.register("test-auto-bad")(factory("bad", fail="tool 'x' timed out after 5s"))
+    return made
+
+
+def test_auto_prefixes_ids_and_reports_the_failing_backend(fakes: dict[str, _Fake]) -> None:
+    backend = AutoBackend(backends=["test-auto-a", "test-auto-bad", "test-auto-b"], timeout=2.0)
+    snap = backend.sample()
+    assert snap.backend == "auto"
+    assert [d.info.device for d in snap.devices] == ["test-auto-a:0", "test-auto-a:1", "test-auto-b:0"]
+    assert [w.device for w in snap.workloads] == ["test-auto-a:0", "test-auto-b:0"]
+    assert backend.last_errors == {"test-auto-bad": "tool 'x' timed out after 5s"}
+    assert len(backend.discover()) == 3
+    backend.close()
+    assert fakes["a"].closed and fakes["b"].closed
+
+
+def test_auto_fails_only_when_every_backend_fails(fakes: dict[str, _Fake]) -> None:
+    backend = AutoBackend(backends=["test-auto-bad", "no-such-backend"])
+    with pytest.raises(BackendError, match="every backend failed.*timed out.*unknown backend 'no-such-"):
+        backend.sample()
+    assert set(backend.last_errors) == {"test-auto-bad", "no-such-backend"}
+
+
+def test_auto_detects_again_while_nothing_was_found(monkeypatch: pytest.MonkeyPatch,
+                                                    fakes: dict[str, _Fake]) -> None:
+    answers = iter([(), ("test-auto-b",)])
+    monkeypatch.setattr(autodetect, "detect", lambda: next(answers))
+    monkeypatch.setattr(autodetect, "looked_for", lambda: "fake")
+    backend = AutoBackend()
+    with pytest.raises(BackendError, match="no accelerator found"):
+        backend.sample()
+    assert [d.info.device for d in backend.sample().devices] == ["test-auto-b:0"]
+    assert backend.backends == ("test-auto-b",)
+
+
+def test_auto_end_to_end_with_vendor_tools(bare_host: Path) -> None:
+    bin_dir = bare_host.parent / "bin"
+    furiosa = FIXTURES / "vendor" / "furiosa"
+    _tool(bin_dir, "furiosa-smi",
+          f'if [ "$1" = "info" ]; then {CAT} "{furiosa}/furiosa-smi-info-format-full-4x-rngd-fw1.7.0.txt"\n'
+          f'else {CAT} "{furiosa}/furiosa-smi-status-4x-rngd.txt"; fi\n')
+    _tool(bin_dir, "rbln-stat", 'echo "rbln-stat: failed to open /dev/rbln0" >&2; exit 1\n')
+    backend = registry.create("auto", timeout=5.0)
+    snap = backend.sample()
+    assert backend.backends == ("furiosa", "rebellions")
+    assert [d.info.device for d in snap.devices] == ["furiosa:0", "furiosa:1", "furiosa:2", "furiosa:3"]
+    assert "exited with code 1: rbln-stat: failed to open /dev/rbln0" in backend.last_errors["rebellions"]

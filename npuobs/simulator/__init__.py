@@ -1,0 +1,1 @@
+"""Simulated NPU fleet: real inference kernels, devices and fault injection."""

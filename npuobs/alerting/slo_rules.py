@@ -83,7 +83,7 @@ def slo_groups(spec: Spec, policy: str) -> tuple[Group, Group, Group]:
             cv.ALERT_BUDGET_EXHAUSTED, f"{cv.SLO_ERROR_BUDGET_REMAINING}{sel} <= 0", cv.SEVERITY_TICKET,
             cv.FAILURE_MODE_SLO, f"{what} has spent its error budget",
             f"The {slo.sli} SLO {slo.name} has used all of its {slo.period} error budget "
-            f"({slo.error_budget * 100:g} % of requests); freeze risky changes until it recovers.",
+            f"({slo.error_budget * 100:g} % of its events); freeze risky changes until it recovers.",
             "15m"))
         if slo.absent_selector:
             alerts.append(Alert(

@@ -1,10 +1,11 @@
 """Property tests for the NVIDIA, FuriosaAI and Rebellions parsers: whatever a tool prints, a parser
 returns valid readings or raises ``BackendError``, never any other exception.
 
-Inputs (over 5,000 generated in all; the last test checks the count): random text, the real
+Inputs (over 5,000 parser inputs generated; the last test checks the count): random text, the real
 fixtures mutated (truncated, lines shuffled/dropped/duplicated, numbers and cells replaced by
 garbage, junk lines inserted), XML element texts replaced, and the ``rbln-stat --json`` capture
-with random nodes replaced by values of the wrong type.
+with random nodes replaced by values of the wrong type. The unit conversions the parsers share
+are checked directly too.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fixturepaths import read_fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from npuobs.devices import furiosa, nvml, rebellions
+from npuobs.devices import furiosa, nvml, rebellions, units
 from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading
 from npuobs.schema import ERROR_KINDS, RESET_REASONS, THROTTLE_REASONS
 
@@ -126,6 +128,55 @@ def check(name: str, text: str) -> None:
     assert len(ids) == len(set(ids)), ids
     for reading in readings:
         _valid(reading)
+
+
+@pytest.mark.parametrize("convert, text, expected", [
+    (units.to_watts, "18109794uW", 18.109794),
+    (units.to_watts, "35 W", 35.0),
+    (units.to_watts, "38.40 W", 38.4),
+    (units.to_watts, "119100", 119100.0),
+    (units.to_bytes, "1024 MiB", 1 << 30),
+    (units.to_bytes, "80 GiB", 80 << 30),
+    (units.to_bytes, "0.0B", 0),
+    (units.to_bytes, "16877879296", 16877879296),
+    (units.to_celsius, "52 C", 52.0),
+    (units.to_celsius, "40.98°C", 40.98),
+    (units.to_celsius, "40 °C", 40.0),
+    (units.to_hertz, "1980 MHz", 1.98e9),
+    (units.to_hertz, "(1402Mhz)", 1.402e9),
+    (units.to_ratio, "45 %", 0.45),
+    (units.to_celsius, "N/A", None),
+    (units.to_watts, "[N/A]", None),
+    (units.to_ratio, "-", None),
+    (units.to_hertz, "[Requested functionality has been deprecated]", None),
+    (units.to_bytes, "", None),
+    (units.parse_number, "9223372036854775794", None),  # DCGM int64 NOT_SUPPORTED sentinel
+    (units.parse_number, "140737488355328.0", None),  # DCGM fp64 blank
+    (units.parse_int, "0x0000000000000004", 4),
+])
+def test_unit_conversions(convert: Callable[[str], Any], text: str, expected: Any) -> None:
+    assert convert(text) == (pytest.approx(expected) if isinstance(expected, float) else expected)
+
+
+@pytest.mark.parametrize("convert, text", [
+    (units.to_watts, "35 Q"), (units.to_bytes, "-1 MiB"), (units.to_celsius, "hot"),
+    (units.parse_number, "35 W"), (units.parse_int, "4.5"), (units.to_hertz, "1e999 MHz"),
+])
+def test_unit_garbage(convert: Callable[[str], Any], text: str) -> None:
+    with pytest.raises(BackendError):
+        convert(text)
+
+
+@fuzz(400)
+@given(text=st.text(max_size=30) | _GARBAGE)
+def test_unit_conversions_never_crash(text: str) -> None:
+    for convert in (units.to_watts, units.to_bytes, units.to_celsius, units.to_hertz, units.to_ratio,
+                    units.parse_number, units.parse_int):
+        try:
+            value = convert(text)
+        except BackendError:
+            continue
+        assert value is None or (not isinstance(value, bool) and math.isfinite(value))
 
 
 def test_every_seed_parses() -> None:

@@ -1,5 +1,5 @@
 """Reading vendor output: the strings tools print ("18109794uW", "35 W", "15.7GiB", "40.98°C",
-"[N/A]") as numbers in the schema's base units (watts, bytes, celsius, hertz, seconds, ratio), the
+"[N/A]") as numbers in the schema's base units (watts, bytes, celsius, hertz, ratio), the
 box-drawn tables SMI tools print, and Prometheus text from vendor exporters.
 
 Every SMI tool has its own idea of how to write "not available" (``N/A``, ``[N/A]``, ``-``,
@@ -30,7 +30,6 @@ _ABSENT = frozenset({
 
 # DCGM "blank" sentinels (dcgm_structs.h): a field DCGM could not read is reported as one of
 # these values instead of being omitted (e.g. DCGM_FI_DEV_MEMORY_TEMP = 9223372036854775794).
-DCGM_INT32_BLANK = 0x7FFFFFF0
 DCGM_INT64_BLANK = 0x7FFFFFFFFFFFFFF0
 DCGM_FP64_BLANK = 140737488355328.0  # 2**47
 _DCGM_BLANK_SPAN = 16  # BLANK, NOT_FOUND, NOT_SUPPORTED, NOT_PERMISSIONED and reserved values
@@ -53,7 +52,6 @@ BYTES: Mapping[str, int] = {
 }
 HERTZ: Mapping[str, float] = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
 CELSIUS: Mapping[str, float] = {"c": 1.0, "°c": 1.0, "degc": 1.0, "℃": 1.0}
-SECONDS: Mapping[str, float] = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0}
 PERCENT: Mapping[str, float] = {"%": 0.01}
 
 
@@ -69,17 +67,12 @@ def is_absent(text: object) -> bool:
 def is_dcgm_blank(value: float) -> bool:
     """True when ``value`` is one of DCGM's int64 or fp64 blank sentinels.
 
-    The int32 sentinels (around 2**31) are only checked by ``is_dcgm_blank_int32``: a 64-bit
-    counter (energy in mJ) legitimately passes through that range.
+    The int32 sentinels (0x7ffffff0 and up) are not treated as blank: a 64-bit counter (energy
+    in mJ) legitimately passes through that range.
     """
     # <= 2**63: a sentinel that went through a float (JSON, Prometheus text) rounds up to 2**63.
     return (DCGM_INT64_BLANK <= value <= 1 << 63
             or DCGM_FP64_BLANK <= value < DCGM_FP64_BLANK + _DCGM_BLANK_SPAN)
-
-
-def is_dcgm_blank_int32(value: float) -> bool:
-    """True when ``value`` is a DCGM int32 blank sentinel (for fields DCGM types as int32)."""
-    return DCGM_INT32_BLANK <= value < DCGM_INT32_BLANK + _DCGM_BLANK_SPAN
 
 
 def split_quantity(text: str) -> tuple[float, str] | None:
@@ -188,11 +181,6 @@ def to_celsius(text: str | float | None) -> float | None:
 def to_hertz(text: str | float | None, default_unit: str = "Hz") -> float | None:
     """``"1980 MHz"`` -> 1.98e9; also ``"(1402Mhz)"`` as rocm-smi prints it."""
     return convert(text, HERTZ, default_unit, "frequency")
-
-
-def to_seconds(text: str | float | None, default_unit: str = "s") -> float | None:
-    """``"1500 us"`` -> 0.0015."""
-    return convert(text, SECONDS, default_unit, "duration")
 
 
 def to_ratio(text: str | float | None, default_unit: str = "%") -> float | None:

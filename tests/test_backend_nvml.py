@@ -376,6 +376,7 @@ def test_csv_wide_captures() -> None:
     ("T4, warm\n", ["name", "temperature.gpu"], "row 0"),
     ("0, T4\n0, T4\n", ["index", "name"], "listed twice"),
     ("0, -3\n", ["index", "ecc.errors.corrected.volatile.total"], "negative"),
+    ("0, -4\n", ["index", "clocks_event_reasons.active"], "not a bitmask"),
 ])
 def test_csv_garbage(text: str, fields: list[str] | None, message: str) -> None:
     with pytest.raises(BackendError, match=message):

@@ -143,6 +143,11 @@ def test_exporter_garbage() -> None:
         parse_exporter_metrics("up 1\n")
     with pytest.raises(BackendError, match="without a name label"):
         parse_exporter_metrics('RBLN_DEVICE_STATUS:TEMPERATURE{card="x"} 40\n')
+    with pytest.raises(BackendError, match="rbln0: negative memory size"):
+        parse_exporter_metrics('RBLN_DEVICE_STATUS:DRAM_TOTAL{name="rbln0"} -5\n')
+    with pytest.raises(BackendError, match="rbln0: memory size .* out of range"):
+        parse_exporter_metrics('RBLN_DEVICE_STATUS:DRAM_TOTAL{name="rbln0"} 1e308\n'
+                               'RBLN_DEVICE_STATUS:DRAM_TOTAL{name="rbln1"} 15.7\n')
 
 
 def _fake_stat(tmp_path: Path) -> str:

@@ -161,6 +161,7 @@ def test_unit_conversions(convert: Callable[[str], Any], text: str, expected: An
 @pytest.mark.parametrize("convert, text", [
     (units.to_watts, "35 Q"), (units.to_bytes, "-1 MiB"), (units.to_celsius, "hot"),
     (units.parse_number, "35 W"), (units.parse_int, "4.5"), (units.to_hertz, "1e999 MHz"),
+    (units.to_watts, "1e308 kW"), (units.parse_number, "1" * 41),
 ])
 def test_unit_garbage(convert: Callable[[str], Any], text: str) -> None:
     with pytest.raises(BackendError):

@@ -197,8 +197,11 @@ def parse_exporter_metrics(text: str) -> tuple[DeviceReading, ...]:
         alive = first.get(("furiosa_npu_alive", ""))
         util = core_mean("furiosa_npu_core_utilization")
         freq = core_mean("furiosa_npu_core_frequency")
-        used = first.get(("furiosa_npu_dram_usage", ""))
-        total = first.get(("furiosa_npu_dram_total", ""))
+        try:
+            used = units.to_bytes(first.get(("furiosa_npu_dram_usage", "")))
+            total = units.to_bytes(first.get(("furiosa_npu_dram_total", "")))
+        except BackendError as exc:
+            raise BackendError(f"{what}, {name}: {exc}") from exc
         readings.append(DeviceReading(
             info=DeviceInfo(
                 device=device_id(name), vendor=VENDOR, model=labels.get("arch", "").upper(),
@@ -213,8 +216,8 @@ def parse_exporter_metrics(text: str) -> tuple[DeviceReading, ...]:
             power_watts=first.get(("furiosa_npu_hw_power", "rms")),
             utilization_ratio=None if util is None else util / 100.0,
             clock_hertz=None if freq is None else freq * 1e6,
-            memory_used_bytes=None if used is None else round(used),
-            memory_total_bytes=None if total is None else round(total),
+            memory_used_bytes=used,
+            memory_total_bytes=total,
         ))
     return units.check_unique(readings, what)
 

@@ -83,6 +83,8 @@ def throttle_from_mask(mask: int | None) -> tuple[bool | None, Mapping[str, bool
     """``(throttled, {reason: active})`` from an NVML clock event reasons bitmask."""
     if mask is None:
         return None, MappingProxyType({})
+    if mask < 0:
+        raise BackendError(f"clock event reasons {mask:#x} is not a bitmask")
     active = {reason: bool(mask & bits) for reason, bits in THROTTLE_BITS.items()}
     return bool(mask & _THROTTLING), MappingProxyType(active)
 

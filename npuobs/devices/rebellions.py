@@ -34,7 +34,6 @@ DETECTION = Detection(device_globs=("/dev/rbln[0-9]*",), tools=("rbln-stat", "rb
 
 _RBLN = re.compile(r"^rbln(\d+)$")
 _KMD = re.compile(r"KMD ver:\s*(\S+)")
-_GIB = 1 << 30
 
 
 def detect() -> bool:
@@ -183,13 +182,17 @@ def parse_exporter_metrics(text: str) -> tuple[DeviceReading, ...]:
 
     totals, useds = present("DRAM_TOTAL"), present("DRAM_USED")
     in_gib = any(t < 1 << 20 for t in totals) if totals else any(u != int(u) for u in useds)
-    scale = _GIB if in_gib else 1
+    unit = "GiB" if in_gib else "B"
 
     readings, keys = [], []
     for name, dev in devices.items():
         labels, values = dev["labels"], dev["values"]
         health, util = values.get("HEALTH"), values.get("UTILIZATION")
         used, total = values.get("DRAM_USED"), values.get("DRAM_TOTAL")
+        try:
+            memory_used, memory_total = units.to_bytes(used, unit), units.to_bytes(total, unit)
+        except BackendError as exc:
+            raise BackendError(f"{what}, {name}: {exc}") from exc
         readings.append(DeviceReading(
             info=DeviceInfo(device=name, vendor=VENDOR, model=labels.get("card", ""),
                             uuid=labels.get("uuid", ""), driver_version=labels.get("driver_version", ""),
@@ -199,8 +202,8 @@ def parse_exporter_metrics(text: str) -> tuple[DeviceReading, ...]:
             temperature_celsius=values.get("TEMPERATURE"),
             power_watts=values.get("CARD_POWER"),
             utilization_ratio=None if util is None else util / 100.0,
-            memory_used_bytes=None if used is None else round(used * scale),
-            memory_total_bytes=None if total is None else round(total * scale),
+            memory_used_bytes=memory_used,
+            memory_total_bytes=memory_total,
         ))
         keys.append({"name": name, "uuid": labels.get("uuid", "")})
     return assign_ids(readings, keys, what)

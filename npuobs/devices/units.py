@@ -139,22 +139,29 @@ def parse_int(text: str | int | None) -> int | None:
 def convert(text: str | float | None, units: Mapping[str, float], default_unit: str, what: str
             ) -> float | None:
     """``text`` in one of ``units`` (name -> factor to the base unit); a bare number is taken to be
-    in ``default_unit``. ``None`` for "no value"; ``BackendError`` for unknown units or garbage."""
+    in ``default_unit``. ``None`` for "no value"; ``BackendError`` for unknown units, garbage, or a
+    value that overflows once converted (``"1e308 kW"``)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = parse_number(text)
-        return None if value is None else value * units[default_unit.lower()]
-    if text is not None and not isinstance(text, str):
-        raise BackendError(f"expected a {what} value, got {type(text).__name__} {text!r}")
-    q = split_quantity(text)  # type: ignore[arg-type]
-    if q is None:
+        factor: float | None = units[default_unit.lower()]
+    else:
+        if text is not None and not isinstance(text, str):
+            raise BackendError(f"expected a {what} value, got {type(text).__name__} {text!r}")
+        q = split_quantity(text)  # type: ignore[arg-type]
+        if q is None:
+            return None
+        value, unit = q
+        if is_dcgm_blank(value):
+            return None
+        factor = units.get(unit or default_unit.lower())
+        if factor is None:
+            raise BackendError(f"unknown {what} unit in {text!r}")
+    if value is None:
         return None
-    value, unit = q
-    if is_dcgm_blank(value):
-        return None
-    factor = units.get(unit or default_unit.lower())
-    if factor is None:
-        raise BackendError(f"unknown {what} unit in {text!r}")
-    return value * factor
+    result = value * factor
+    if not math.isfinite(result):
+        raise BackendError(f"{what} {text!r} is out of range")
+    return result
 
 
 def to_watts(text: str | float | None, default_unit: str = "W") -> float | None:

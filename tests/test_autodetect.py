@@ -102,8 +102,8 @@ def test_auto_with_nothing_found_says_what_it_looked_for(bare_host: Path) -> Non
 class _Fake(DeviceBackend):
     """A backend returning fixed devices, or failing, as configured."""
 
-    def __init__(self, ids: tuple[str, ...] = ("0",), fail: str = "", **_: Any) -> None:
-        self.ids, self.fail, self.closed = ids, fail, False
+    def __init__(self, ids: tuple[str, ...] = ("0",), fail: str = "", **options: Any) -> None:
+        self.ids, self.fail, self.closed, self.options = ids, fail, False, options
 
     def discover(self) -> tuple[DeviceInfo, ...]:
         return tuple(r.info for r in self.sample().devices)
@@ -139,7 +139,8 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, _Fake]:
 
 
 def test_auto_prefixes_ids_and_reports_the_failing_backend(fakes: dict[str, _Fake]) -> None:
-    backend = AutoBackend(backends=["test-auto-a", "test-auto-bad", "test-auto-b"], timeout=2.0)
+    backend = AutoBackend(backends=["test-auto-a", "test-auto-bad", "test-auto-b"], timeout=2.0,
+                          tool_path="/usr/bin/nvidia-smi")
     snap = backend.sample()
     assert snap.backend == "auto"
     assert [d.info.device for d in snap.devices] == ["test-auto-a:0", "test-auto-a:1", "test-auto-b:0"]
@@ -148,6 +149,7 @@ def test_auto_prefixes_ids_and_reports_the_failing_backend(fakes: dict[str, _Fak
     assert len(backend.discover()) == 3
     backend.close()
     assert fakes["a"].closed and fakes["b"].closed
+    assert fakes["a"].options == {"timeout": 2.0}  # tool_path is vendor-specific: not forwarded
 
 
 def test_auto_fails_only_when_every_backend_fails(fakes: dict[str, _Fake]) -> None:

@@ -108,14 +108,16 @@ class AutoBackend(DeviceBackend):
     self-metrics) and the snapshot holds the devices of the rest. Only when every backend fails,
     or none is detected, does ``sample()`` raise. Detection is retried while nothing was found,
     because at node boot the exporter can start before the driver creates its device nodes.
-    ``backends`` replaces detection with a fixed list; other options go to every backend.
+    ``backends`` replaces detection with a fixed list. Other options go to every backend, except
+    the vendor-specific ``tool_path`` and ``metrics_url``: one path cannot name every vendor's
+    tool, so each backend looks its own up.
     """
 
     name = "auto"
 
     def __init__(self, *, backends: Sequence[str] | None = None, **options: Any) -> None:
         self._fixed = tuple(backends) if backends is not None else None
-        self._options = options
+        self._options = {k: v for k, v in options.items() if k not in ("tool_path", "metrics_url")}
         self._names: tuple[str, ...] = ()
         self._children: dict[str, DeviceBackend] = {}
         self.last_errors: dict[str, str] = {}

@@ -1,0 +1,184 @@
+"""One simulated NPU: hardware spec + physical model + inference runtime + fault effects + counters.
+
+Each tick the device turns its active faults into runtime conditions, runs the runtime, feeds
+the busy time into the physical model and updates its event counters. ``to_state()`` is what the
+"driver" publishes; ``from_state()`` restores the cumulative counters, so resets, errors, OOMs
+and energy survive a restart of the simulator just as a real driver's counters survive a
+restart of the exporter reading them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from npuobs.schema import ERROR_KINDS, RESET_REASONS
+from npuobs.simulator.faults import Fault
+from npuobs.simulator.hardware import DeviceModelSpec
+from npuobs.simulator.physics import PhysicalModel, ThermalState
+from npuobs.simulator.runtime import (
+    ACTIVATION_BYTES_PER_REQUEST,
+    MODEL_BYTES,
+    Conditions,
+    InferenceRuntime,
+    TenantStats,
+)
+
+STATE_VERSION = 1
+CANARY_TENANT = "canary"
+F2_COOLING_FACTOR = 2.6  # thermal resistance multiplier of a failed fan
+F3_SCALE_FACTOR = 4.0  # calibration error of the corrupted INT8 scales
+F6_ROLLBACK = "-rollback"  # suffix marking the stale firmware/driver a mismatched device runs
+F8_ERROR_PROBABILITY = 0.3  # chance per tick that the firmware bug also logs a runtime error
+
+
+class SimDevice:
+    def __init__(self, node: str, index: int, spec: DeviceModelSpec, *, model_name: str,
+                 tenants: tuple[str, ...], seed: int) -> None:
+        self.node = node
+        self.id = str(index)
+        self.spec = spec
+        self.uuid = f"sim-{node}-{index:02d}-{spec.model.lower()}"
+        # under F7 the last configured tenant (the batch tenant by convention) floods the device
+        self.noisy_tenant = tenants[-1]
+        self.rng = np.random.default_rng([seed, index, sum(node.encode())])
+        self.physics = PhysicalModel(spec)
+        self.runtime = InferenceRuntime(spec, model_name, tenants + (CANARY_TENANT,), self.rng, seed)
+        self.resets = dict.fromkeys(RESET_REASONS, 0)
+        self.errors = dict.fromkeys(ERROR_KINDS, 0)
+        self.oom_events = 0
+        self.ops: dict[tuple[str, str], list[float]] = {}
+        self.applied_resets: list[str] = []
+        self.online = True
+        self.leaked_bytes = 0
+        self._corrupted = None
+        self.versions = (spec.driver_version, spec.firmware_version, spec.runtime_version)
+
+    # -- faults ------------------------------------------------------------------------------
+    def _conditions(self, faults: list[Fault], now: float) -> tuple[Conditions, set[str]]:
+        kinds = {f.kind for f in faults}
+        for f in faults:
+            if f.kind == "RESET" and f.id not in self.applied_resets:
+                self._reset(f.reason or "driver")
+                self.applied_resets = (self.applied_resets + [f.id])[-64:]
+        self.online = "F1" not in kinds and "RESET" not in kinds
+        self.physics.cooling_factor = F2_COOLING_FACTOR if "F2" in kinds else 1.0
+        if "F3" in kinds and self._corrupted is None:
+            self._corrupted = self.runtime.k.quantized.with_corrupted_scales(F3_SCALE_FACTOR, self.rng)
+        elif "F3" not in kinds:
+            self._corrupted = None
+        # F4: a leaked allocation takes all but a sliver of memory, so batches fail to allocate
+        self.leaked_bytes = max(0, self.spec.memory_bytes - self._base_memory() - (8 << 20)) if "F4" in kinds else 0
+        suffix = F6_ROLLBACK if "F6" in kinds else ""
+        d, fw, rt = self.spec.driver_version, self.spec.firmware_version, self.spec.runtime_version
+        self.versions = (d + suffix, fw + suffix, rt)
+        cond = Conditions(
+            online=self.online,
+            clock_factor=self.physics.clock_factor,
+            fallback="F5" in kinds,
+            corrupted_model=self._corrupted,
+            corrupt_rng=self.rng if "F8" in kinds else None,
+            memory_free_bytes=self.spec.memory_bytes - self._base_memory() - self.leaked_bytes,
+            priority_tenant=self.noisy_tenant if "F7" in kinds else None,
+        )
+        return cond, kinds
+
+    def _reset(self, reason: str) -> None:
+        self.resets[reason] += 1
+        self.runtime.unload()
+        self.leaked_bytes = 0
+
+    def _base_memory(self) -> int:
+        loaded = MODEL_BYTES if self.runtime.loaded_at is not None else 0
+        return loaded + self.runtime.queue_length * ACTIVATION_BYTES_PER_REQUEST // 4
+
+    # -- time --------------------------------------------------------------------------------
+    def step(self, t0: float, dt: float, arrivals: dict[str, np.ndarray], faults: list[Fault]) -> None:
+        cond, kinds = self._conditions(faults, t0)
+        result = self.runtime.step(t0, dt, arrivals, cond)
+        self.physics.step(dt, result.busy_seconds, powered=self.online)
+        self.oom_events += result.oom_events
+        if result.device_errors:
+            self.errors["timeout" if "F1" in kinds else "runtime"] += result.device_errors
+        if "F8" in kinds and self.rng.random() < F8_ERROR_PROBABILITY:
+            self.errors["ecc_corrected"] += 1
+        for key, (count, seconds) in result.ops.items():
+            acc = self.ops.setdefault(key, [0, 0.0])
+            acc[0] += count
+            acc[1] += seconds
+
+    # -- published state ---------------------------------------------------------------------
+    def to_state(self, now: float) -> dict[str, Any]:
+        s: ThermalState = self.physics.state
+        rt = self.runtime
+        driver, firmware, runtime_v = self.versions
+        state: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "updated_at": now,
+            "device": self.id,
+            "vendor": self.spec.vendor,
+            "model": self.spec.model,
+            "uuid": self.uuid,
+            "driver_version": driver,
+            "firmware_version": firmware,
+            "runtime_version": runtime_v,
+            "state": "online" if self.online else "offline",
+            "counters": {
+                "energy_joules_total": s.energy_joules,
+                "resets_total": self.resets,
+                "errors_total": self.errors,
+                "oom_events_total": self.oom_events,
+                "ops": [{"op": op, "placement": pl, "count": int(c), "seconds": sec}
+                        for (op, pl), (c, sec) in sorted(self.ops.items())],
+                "applied_resets": self.applied_resets,
+            },
+            "runtime": {
+                "model": rt.model_name,
+                "queue_length": rt.queue_length,
+                "model_load_seconds": rt.model_load_seconds,
+                "accuracy_delta_ratio": rt.accuracy_delta,
+                "golden_checks_total": rt.golden_checks,
+                "golden_mismatches_total": rt.golden_mismatches,
+                "tenants": {
+                    t: {"buckets": st.bucket_counts, "sum": st.latency_sum, "requests": st.requests,
+                        "cold_starts": st.cold_starts, "exemplar": st.slowest_recent,
+                        "queue_length": int(np.count_nonzero(rt.queue_tenant == i))}
+                    for i, (t, st) in enumerate(rt.stats.items())
+                },
+            },
+        }
+        if self.online:
+            state["sensors"] = {
+                "healthy": not self.errors["ecc_uncorrected"],
+                "temperature_celsius": round(s.temperature_celsius, 3),
+                "temperature_throttle_threshold_celsius": self.spec.throttle_celsius,
+                "power_watts": round(s.power_watts, 3),
+                "power_limit_watts": self.spec.tdp_watts,
+                "utilization_ratio": round(s.utilization, 4),
+                "memory_used_bytes": self._base_memory() + self.leaked_bytes,
+                "memory_total_bytes": self.spec.memory_bytes,
+                "clock_hertz": self.physics.clock_hz,
+                "clock_max_hertz": self.spec.clock_max_hz,
+                # the simulated firmware only throttles for heat; other reasons are not reported
+                "throttle_reasons": {"thermal": s.throttled},
+            }
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue the cumulative counters of a previous run (the driver's persisted state)."""
+        c = state.get("counters", {})
+        self.physics.state.energy_joules = float(c.get("energy_joules_total", 0.0))
+        self.resets.update({k: int(v) for k, v in c.get("resets_total", {}).items() if k in self.resets})
+        self.errors.update({k: int(v) for k, v in c.get("errors_total", {}).items() if k in self.errors})
+        self.oom_events = int(c.get("oom_events_total", 0))
+        self.ops = {(o["op"], o["placement"]): [int(o["count"]), float(o["seconds"])] for o in c.get("ops", [])}
+        self.applied_resets = list(c.get("applied_resets", []))
+        rt = state.get("runtime", {})
+        self.runtime.golden_checks = int(rt.get("golden_checks_total", 0))
+        self.runtime.golden_mismatches = int(rt.get("golden_mismatches_total", 0))
+        for tenant, t in rt.get("tenants", {}).items():
+            if tenant in self.runtime.stats and len(t.get("buckets", [])) == len(self.runtime.stats[tenant].bucket_counts):
+                self.runtime.stats[tenant] = TenantStats(
+                    bucket_counts=[int(x) for x in t["buckets"]], latency_sum=float(t["sum"]),
+                    requests={k: int(v) for k, v in t["requests"].items()}, cold_starts=int(t["cold_starts"]))

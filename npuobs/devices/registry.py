@@ -21,6 +21,7 @@ _FACTORIES: dict[str, BackendFactory] = {}
 # backend name -> module that registers it (imported on first use)
 _BACKEND_MODULES: dict[str, str] = {
     "sim": "npuobs.devices.sim",
+    "auto": "npuobs.devices.autodetect",
     "nvml": "npuobs.devices.nvml",
     "furiosa": "npuobs.devices.furiosa",
     "rebellions": "npuobs.devices.rebellions",

@@ -10,10 +10,11 @@ import yaml
 
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.amconfig import ENV_ROUTING_KEY
-from npuobs.alerting.burnrate import format_duration, parse_duration, windows_for
+from npuobs.alerting.burnrate import windows_for
 from npuobs.alerting.generate import Options, render
 from npuobs.alerting.slo_spec import SpecError, load_spec
 from npuobs.cli.main import main
+from npuobs.durations import format_duration, parse_duration
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "alerts" / "slo.yaml"

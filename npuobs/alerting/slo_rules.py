@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from npuobs.alerting import conventions as cv
-from npuobs.alerting.burnrate import BurnWindow, parse_duration, windows_for
+from npuobs.alerting.burnrate import BurnWindow, windows_for
 from npuobs.alerting.rules import Alert, Group, Record
 from npuobs.alerting.slo_spec import SLO, Spec, SpecError
+from npuobs.durations import parse_duration
 
 # The period-long rules scan the whole SLO period (30 days of samples): evaluating them every
 # minute would cost more than all other rules together, and budget moves slowly.

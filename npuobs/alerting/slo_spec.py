@@ -25,7 +25,7 @@ from prometheus_client.utils import floatToGoString
 
 from npuobs import schema
 from npuobs.alerting import conventions as cv
-from npuobs.alerting.burnrate import parse_duration
+from npuobs.durations import parse_duration
 from npuobs.thresholds import DEFAULT as THRESHOLDS
 from npuobs.thresholds import Thresholds
 

@@ -31,4 +31,4 @@ def metrics_table() -> str:
     rows = [("NAME", "TYPE", "UNIT", "LABELS", "SERVES")]
     rows += [(m.name, m.type.value, m.unit or "-", ",".join(m.labels), ",".join(m.serves)) for m in schema.METRICS]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows)

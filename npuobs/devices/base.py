@@ -143,5 +143,5 @@ class DeviceBackend(ABC):
     def sample(self) -> Snapshot:
         """Read every device (and, where the backend has them, runtime workloads)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release handles (libraries, subprocesses); the default has nothing to release."""

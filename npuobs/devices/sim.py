@@ -115,7 +115,7 @@ def _workloads(device: str, rt: dict[str, Any]) -> list[WorkloadReading]:
         if len(counts) != len(LATENCY_BUCKETS) + 1:
             raise ValueError(f"tenant {tenant}: {len(counts)} latency buckets, expected {len(LATENCY_BUCKETS) + 1}")
         cumulative, running = [], 0
-        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts):
+        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
             running += n
             cumulative.append((bound, running))
         canary = tenant == "canary"

@@ -178,7 +178,8 @@ class SimDevice:
         self.runtime.golden_checks = int(rt.get("golden_checks_total", 0))
         self.runtime.golden_mismatches = int(rt.get("golden_mismatches_total", 0))
         for tenant, t in rt.get("tenants", {}).items():
-            if tenant in self.runtime.stats and len(t.get("buckets", [])) == len(self.runtime.stats[tenant].bucket_counts):
+            current = self.runtime.stats.get(tenant)
+            if current is not None and len(t.get("buckets", [])) == len(current.bucket_counts):
                 self.runtime.stats[tenant] = TenantStats(
                     bucket_counts=[int(x) for x in t["buckets"]], latency_sum=float(t["sum"]),
                     requests={k: int(v) for k, v in t["requests"].items()}, cold_starts=int(t["cold_starts"]))

@@ -21,7 +21,14 @@ from npuobs.simulator.device import SimDevice
 from npuobs.simulator.faults import FaultBook
 from npuobs.simulator.hardware import CATALOGUE
 from npuobs.simulator.loadgen import PROFILES, LoadProfile
-from npuobs.simulator.state import StateError, device_dir, device_file, fleet_file, read_json, write_json_atomic
+from npuobs.simulator.state import (
+    StateError,
+    device_dir,
+    device_file,
+    fleet_file,
+    read_json,
+    write_json_atomic,
+)
 
 DEFAULT_MODEL = "digits-mlp"
 

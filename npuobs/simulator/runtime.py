@@ -26,7 +26,9 @@ CANARY_INTERVAL_SECONDS = 15.0
 MODEL_LOAD_SECONDS = 0.8  # time from load call to ready, before per-GiB transfer
 MODEL_BYTES = 6 << 30  # what the served model occupies on the device (weights + runtime reserve)
 ACTIVATION_BYTES_PER_REQUEST = 24 << 20
-OFFLINE_ERROR_SECONDS = 0.002  # how fast a request to an offline device fails
+OFFLINE_ERROR_SECONDS = 0.002
+NOISY_SLICE_SECONDS = 0.05  # F7: time-slice period of the shared device
+NOISY_SHARE = 0.7  # F7: share of each slice the noisy neighbour holds
 _BOUNDS = np.asarray(LATENCY_BUCKETS)
 
 
@@ -88,7 +90,7 @@ class TenantStats:
         if latencies.size == 0:
             return
         idx = np.searchsorted(_BOUNDS, latencies, side="left")
-        for i, n in zip(*np.unique(idx, return_counts=True)):
+        for i, n in zip(*np.unique(idx, return_counts=True), strict=True):
             self.bucket_counts[int(i)] += int(n)
         self.latency_sum += float(latencies.sum())
         self.requests[outcome] += int(latencies.size)
@@ -171,10 +173,21 @@ class InferenceRuntime:
         served_t, served_who, done_at, batch_sizes = [], [], [], []
         while self.queue_t.size and clock < t1:
             ready = self.queue_t <= clock
-            if not ready.any():
+            slice_end = self._noisy_slice_end(clock, cond.priority_tenant)
+            if slice_end is not None:
+                # the neighbour owns the device for this slice: only its requests run, and its
+                # background kernels keep the device busy while it has none queued
+                ready &= self.queue_tenant == self.tenants.index(cond.priority_tenant)
+                if not ready.any():
+                    mine = self.queue_t[self.queue_tenant == self.tenants.index(cond.priority_tenant)]
+                    until = min(slice_end, float(mine.min()) if mine.size else slice_end, t1)
+                    result.busy_seconds += max(until - clock, 0.0)
+                    clock = max(until, clock + 1e-6)
+                    continue
+            elif not ready.any():
                 clock = float(self.queue_t.min())
                 continue
-            chosen = self._pick_batch(ready, cond.priority_tenant)
+            chosen = self._pick_batch(ready)
             arrived, tenant_idx = self.queue_t[chosen], self.queue_tenant[chosen]
             keep = np.ones(self.queue_t.size, dtype=bool)
             keep[chosen] = False
@@ -211,7 +224,7 @@ class InferenceRuntime:
         images = self.rng.integers(0, len(self.k.x_test), size=sum(batch_sizes))
         execute(graph, model, self.k.x_test[images], supported, corrupt_output_rng=cond.corrupt_rng)
         sizes, counts = np.unique(np.asarray(batch_sizes), return_counts=True)
-        for n, times in zip(sizes.tolist(), counts.tolist()):
+        for n, times in zip(sizes.tolist(), counts.tolist(), strict=True):
             for op, placement, seconds in _op_seconds(graph, self.spec, n, cond.clock_factor):
                 acc = result.ops.setdefault((op, placement), [0, 0.0])
                 acc[0] += times
@@ -229,14 +242,22 @@ class InferenceRuntime:
         order = np.argsort(t, kind="stable")
         self.queue_t, self.queue_tenant = t[order], who[order]
 
-    def _pick_batch(self, ready: np.ndarray, priority_tenant: str | None) -> np.ndarray:
-        """Indices of the next batch: FIFO, except that a priority (noisy) tenant jumps the queue."""
-        idx = np.flatnonzero(ready)
-        if priority_tenant in self.tenants:
-            p = self.tenants.index(priority_tenant)
-            first = idx[self.queue_tenant[idx] == p]
-            idx = np.concatenate([first, idx[self.queue_tenant[idx] != p]])
-        return idx[:BATCH_MAX]
+    def _pick_batch(self, ready: np.ndarray) -> np.ndarray:
+        """Indices of the next batch: the oldest ready requests, FIFO."""
+        return np.flatnonzero(ready)[:BATCH_MAX]
+
+    def _noisy_slice_end(self, clock: float, priority_tenant: str | None) -> float | None:
+        """End of the noisy neighbour's time slice if ``clock`` falls in one (F7), else None.
+
+        Time-slicing is how shared accelerators are multiplexed: the neighbour owns the first
+        ``NOISY_SHARE`` of every ``NOISY_SLICE_SECONDS``, so other tenants' requests that arrive
+        in it wait up to the rest of the slice while the neighbour's own are served at once.
+        """
+        if priority_tenant not in self.tenants:
+            return None
+        start = clock - clock % NOISY_SLICE_SECONDS
+        end = start + NOISY_SHARE * NOISY_SLICE_SECONDS
+        return end if clock < end else None
 
     def _record(self, tenant_idx: np.ndarray, latencies: np.ndarray, outcome: str) -> None:
         for i, tenant in enumerate(self.tenants):

@@ -94,8 +94,11 @@ class FleetConfig:
             kwargs["rate_per_device"] = float(load["rate_per_device"])
         if "tenants" in load:
             kwargs["tenant_weights"] = tuple((str(k), float(v)) for k, v in dict(load["tenants"]).items())
-        return cls(tuple(nodes), str(doc.get("model", DEFAULT_MODEL)), LoadProfile(**kwargs),
-                   int(doc.get("seed", 0)), float(doc.get("tick_seconds", 1.0)))
+        try:
+            return cls(tuple(nodes), str(doc.get("model", DEFAULT_MODEL)), LoadProfile(**kwargs),
+                       int(doc.get("seed", 0)), float(doc.get("tick_seconds", 1.0)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
 
 class Fleet:

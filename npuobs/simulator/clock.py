@@ -21,6 +21,11 @@ class VirtualClock:
     def __post_init__(self) -> None:
         self.now = self.start
 
+    def resume_at(self, t: float) -> None:
+        """Continue from virtual time ``t`` (a restarted fleet keeps its timeline monotonic)."""
+        self.start = self.now = t
+        self._wall_origin = time.monotonic()
+
     @property
     def elapsed(self) -> float:
         return self.now - self.start

@@ -107,6 +107,7 @@ class Fleet:
         self.state_dir = Path(state_dir)
         self.clock = clock or VirtualClock()
         self.faults = FaultBook(self.state_dir)
+        self._resume_timeline()
         self.rng = np.random.default_rng(config.seed)
         self.devices: list[SimDevice] = []
         for node in config.nodes:
@@ -116,6 +117,16 @@ class Fleet:
                 self._restore(dev)
                 self.devices.append(dev)
         self._prune_stale_files()
+
+    def _resume_timeline(self) -> None:
+        """A fleet restarted on an old state dir continues its virtual time, so faults injected
+        with a virtual ``until`` and timestamps in the state never jump backwards."""
+        try:
+            previous = float(read_json(fleet_file(self.state_dir))["now"])
+        except (FileNotFoundError, StateError, KeyError, TypeError, ValueError):
+            return
+        if previous > self.clock.now:
+            self.clock.resume_at(previous)
 
     def _restore(self, dev: SimDevice) -> None:
         path = device_file(self.state_dir, dev.node, dev.id)

@@ -71,3 +71,65 @@ def alertmanager_server(alertmanager_bin: str,
     workdir = tmp_path_factory.mktemp("alertmanager")
     with AlertmanagerServer.start(config, workdir, binary=alertmanager_bin) as server:
         yield server
+
+
+# --- fleet_stack: a simulated fleet, one exporter per node, and a real Prometheus scraping them ---------
+
+
+class FleetStack:
+    """What ``fleet_stack`` yields: the running fleet, its exporters and the Prometheus scraping them.
+
+    ``state_dir`` and ``fleet`` are the simulator's; ``exporter_urls`` maps node -> base URL;
+    ``prometheus`` scrapes every exporter each second (job ``npuobs``) and evaluates the committed
+    rules; ``inject``/``clear`` drive faults (virtual time = wall time here); ``runner`` is the
+    underlying :class:`npuobs.stack.fleetrun.FleetRunner` (``restart_exporter(node)`` and more).
+    """
+
+    def __init__(self, runner, prometheus: PrometheusServer) -> None:
+        self.runner = runner
+        self.prometheus = prometheus
+
+    @property
+    def state_dir(self) -> Path:
+        return self.runner.state_dir
+
+    @property
+    def fleet(self):
+        return self.runner.fleet
+
+    @property
+    def exporter_urls(self) -> dict[str, str]:
+        return self.runner.exporter_urls
+
+    def inject(self, kind: str, node: str = "", device: str = "", duration: float | None = None, reason: str = ""):
+        return self.runner.inject(kind, node=node, device=device, duration=duration, reason=reason)
+
+    def clear(self, kind: str | None = None, node: str = "", device: str = ""):
+        return self.runner.clear(kind=kind, node=node, device=device)
+
+
+def committed_rule_files() -> list[Path]:
+    """The generated recording rules and alerts (``alerts/generated/*-rules.yaml``, ``*-alerts.yaml``)."""
+    generated = REPO_ROOT / "alerts" / "generated"
+    return sorted([*generated.glob("*-rules.yaml"), *generated.glob("*-alerts.yaml")])
+
+
+@pytest.fixture(scope="session")
+def fleet_stack(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetStack]:
+    """The default 2-node fleet at real-time speed (1 s ticks), an exporter per node sampling every
+    second, and a real Prometheus scraping them every second; yielded once every target is up."""
+    from npuobs.stack.fleetrun import FleetRunner
+
+    runner = FleetRunner(tmp_path_factory.mktemp("fleet-state"), interval=1.0).start()
+    try:
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [scrape_config("npuobs", runner.targets.values(), "1s")],
+        }
+        with PrometheusServer.start(config, tmp_path_factory.mktemp("fleet-prometheus"),
+                                    rule_files=committed_rule_files(), binary=prometheus_bin) as prometheus:
+            expected = len(runner.targets)
+            prometheus.wait_for('up{job="npuobs"} == 1', lambda r: len(r) == expected, timeout=30)
+            yield FleetStack(runner, prometheus)
+    finally:
+        runner.stop()

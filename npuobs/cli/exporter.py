@@ -1,0 +1,92 @@
+"""``npuobs exporter``: run the per-node exporter until SIGTERM/SIGINT.
+
+Flags override the ``--config`` file key by key; a flag left out keeps the file's value (or the
+default). Bad input (unknown config key, wrong type, unreadable web config, unknown backend)
+is one ``npuobs: error:`` line naming the key and the file, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from npuobs.cli.errors import CliError
+from npuobs.devices import registry
+from npuobs.devices.base import BackendError
+from npuobs.exporter import logs
+from npuobs.exporter.config import (
+    DEFAULT_INTERVAL,
+    DEFAULT_LISTEN,
+    DEFAULT_PODRESOURCES_SOCKET,
+    LOG_FORMATS,
+    OTLP_PROTOCOLS,
+    ConfigError,
+    ExporterConfig,
+    load,
+    override,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "exporter", help="run the per-node Prometheus/OTLP exporter",
+        description="Serve device and runtime metrics on /metrics (Prometheus text or OpenMetrics), "
+                    "with /healthz, /ready and a landing page at /. See docs/exporter.md.")
+    p.add_argument("--backend", choices=registry.names(), help="device backend (config key: backend)")
+    p.add_argument("--config", type=Path, help="exporter YAML config; flags override its keys")
+    p.add_argument("--listen", help=f"host:port to serve on (default {DEFAULT_LISTEN})")
+    p.add_argument("--node", help="node name for the node label (default: $NODE_NAME or the host name)")
+    p.add_argument("--state-dir", type=Path, help="simulator state directory (sim backend)")
+    p.add_argument("--interval", type=float, help=f"sampling interval in seconds (default {DEFAULT_INTERVAL:g})")
+    p.add_argument("--sample-timeout", type=float,
+                   help="seconds before a sample counts as hung (default 80%% of the interval)")
+    p.add_argument("--web-config", type=Path, help="exporter-toolkit web config (TLS, basic auth)")
+    p.add_argument("--podresources-socket", type=Path,
+                   help=f"kubelet PodResources socket (default {DEFAULT_PODRESOURCES_SOCKET}; absent = off)")
+    p.add_argument("--otlp-endpoint", help="push readings over OTLP to this URL (off by default)")
+    p.add_argument("--otlp-protocol", choices=OTLP_PROTOCOLS, help="OTLP transport (default grpc)")
+    p.add_argument("--otlp-interval", type=float, help="seconds between OTLP pushes (default 30)")
+    p.add_argument("--log-format", choices=LOG_FORMATS, help="json lines (default) or text")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace) -> ExporterConfig:
+    """The file's config (or defaults) with the flags that were given on top."""
+    try:
+        base = load(args.config) if args.config else ExporterConfig()
+        return override(base, backend=args.backend, listen=args.listen, node=args.node, state_dir=args.state_dir,
+                        interval=args.interval, sample_timeout=args.sample_timeout, web_config=args.web_config,
+                        log_format=args.log_format, podresources_socket=args.podresources_socket,
+                        otlp_endpoint=args.otlp_endpoint, otlp_protocol=args.otlp_protocol,
+                        otlp_interval=args.otlp_interval)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    from npuobs.exporter import Exporter
+
+    config = build_config(args)
+    logs.configure(config.log_format)
+    try:
+        exporter = Exporter(config)
+    except (BackendError, ConfigError) as exc:
+        raise CliError(str(exc)) from exc
+    except OSError as exc:
+        raise CliError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from exc
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    exporter.start()
+    try:
+        stop.wait()
+    finally:
+        exporter.stop()
+    return 0

@@ -1,0 +1,41 @@
+"""The exporter's own health, node_exporter style: per-collector success, duration, errors.
+
+A failing or hung backend shows up here (``npuobs_collector_success 0``) while the scrape itself
+still succeeds, so Prometheus's ``up`` keeps meaning "the exporter answers" and the collector
+alert says which source is broken. The last-success timestamp is absent until a first success:
+a 0 would read as "last succeeded in 1970".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from prometheus_client.core import Metric
+
+from npuobs.exporter.collectors import family, non_empty
+
+
+@dataclass(frozen=True)
+class CollectorStatus:
+    """Where one collector stands after its latest attempt."""
+
+    success: bool
+    duration_seconds: float
+    errors_total: int
+    last_success: float | None  # unix time
+
+
+def collect(node: str, statuses: Mapping[str, CollectorStatus], version: str) -> list[Metric]:
+    success, duration = family("npuobs_collector_success"), family("npuobs_collector_duration_seconds")
+    last, errors = family("npuobs_collector_last_success_timestamp_seconds"), family("npuobs_collector_errors_total")
+    build = family("npuobs_exporter_build_info")
+    for name, st in sorted(statuses.items()):
+        key = [node, name]
+        success.add_metric(key, 1.0 if st.success else 0.0)
+        duration.add_metric(key, st.duration_seconds)
+        if st.last_success is not None:
+            last.add_metric(key, st.last_success)
+        errors.add_metric(key, float(st.errors_total))
+    build.add_metric([node, version], {})
+    return non_empty([success, duration, last, errors, build])

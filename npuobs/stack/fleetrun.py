@@ -1,0 +1,147 @@
+"""A simulated fleet with one in-process exporter per node: the reusable core of the demo and tests.
+
+``FleetRunner`` ticks a :class:`~npuobs.simulator.fleet.Fleet` in a background thread at real-time
+speed (so Prometheus rates and alert ``for:`` durations mean wall seconds) and serves each node's
+devices from its own :class:`~npuobs.exporter.Exporter` on a free loopback port::
+
+    with FleetRunner(state_dir).start() as runner:
+        runner.exporter_urls          # {"node-a": "http://127.0.0.1:40001", ...}
+        runner.targets                # {"node-a": "127.0.0.1:40001", ...} for scrape configs
+        runner.inject("F2", node="node-a", device="0", duration=30)
+        runner.clear("F2")
+        runner.restart_exporter("node-a")   # same port: Prometheus sees one target restart
+
+Faults go through the fleet's control file (``FaultBook``), exactly as ``npuobs sim inject`` from
+another process would, stamped with the fleet's virtual time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from npuobs.exporter import Exporter, ExporterConfig
+from npuobs.simulator.clock import VirtualClock
+from npuobs.simulator.faults import Fault
+from npuobs.simulator.fleet import Fleet, FleetConfig
+
+
+class FleetRunner:
+    """Fleet thread + exporters; ``start()``, use, ``stop()`` (or use it as a context manager).
+
+    ``exporter_options`` are extra :class:`ExporterConfig` fields for every exporter (e.g.
+    ``{"otlp": OtlpConfig(...)}``); ``interval`` is the exporters' sampling interval.
+    """
+
+    def __init__(self, state_dir: Path, config: FleetConfig | None = None, *, speed: float | None = 1.0,
+                 interval: float = 1.0, host: str = "127.0.0.1",
+                 exporter_options: Mapping[str, Any] | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.config = config or FleetConfig.default()
+        self.speed = speed
+        self.interval = interval
+        self.host = host
+        self.exporter_options = dict(exporter_options or {})
+        self.fleet: Fleet | None = None
+        self.exporters: dict[str, Exporter] = {}
+        self._ports: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None  # what ended the fleet thread, if it died
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> FleetRunner:
+        """Publish the fleet's first state, start ticking, then start every exporter."""
+        self.fleet = Fleet(self.config, self.state_dir, VirtualClock(speed=self.speed))
+        self.fleet.tick()
+        self.fleet.publish()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="npuobs-fleet", daemon=True)
+        self._thread.start()
+        try:
+            for node in self.nodes:
+                self._start_exporter(node, 0)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _run(self) -> None:
+        assert self.fleet is not None
+        fleet, tick = self.fleet, self.config.tick_seconds
+        next_publish = fleet.clock.now + tick
+        try:
+            while not self._stop.is_set():
+                fleet.tick()
+                if fleet.clock.now >= next_publish:
+                    fleet.publish()
+                    next_publish = fleet.clock.now + tick
+                fleet.clock.pace()
+        except BaseException as exc:  # noqa: BLE001 - kept for the caller: a dead fleet must be visible
+            self.error = exc
+            raise
+
+    def _start_exporter(self, node: str, port: int) -> Exporter:
+        config = ExporterConfig(backend="sim", node=node, state_dir=self.state_dir, listen=f"{self.host}:{port}",
+                                interval=self.interval)
+        config = dataclasses.replace(config, **self.exporter_options)
+        exporter = Exporter(config).start()
+        self.exporters[node] = exporter
+        self._ports[node] = exporter.server.port
+        return exporter
+
+    def restart_exporter(self, node: str) -> Exporter:
+        """Stop ``node``'s exporter and start a fresh one on the same port (an exporter restart)."""
+        self.exporters.pop(node).stop()
+        return self._start_exporter(node, self._ports[node])
+
+    def stop(self) -> None:
+        for exporter in self.exporters.values():
+            exporter.stop()
+        self.exporters.clear()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> FleetRunner:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- views ------------------------------------------------------------------------------------
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.config.nodes)
+
+    @property
+    def exporter_urls(self) -> dict[str, str]:
+        return {node: e.url for node, e in self.exporters.items()}
+
+    @property
+    def targets(self) -> dict[str, str]:
+        """``host:port`` per node, for Prometheus ``static_configs``."""
+        return {node: f"{self.host}:{port}" for node, port in self._ports.items()}
+
+    # -- faults -----------------------------------------------------------------------------------
+    def _fleet(self) -> Fleet:
+        if self.fleet is None:
+            raise RuntimeError("FleetRunner not started")
+        return self.fleet
+
+    def inject(self, kind: str, node: str = "", device: str = "", duration: float | None = None,
+               reason: str = "") -> Fault:
+        """Inject a fault now (virtual time) for ``duration`` seconds (None = until cleared)."""
+        fleet = self._fleet()
+        return fleet.faults.inject(kind, node=node, device=device, now=fleet.clock.now, duration=duration,
+                                   reason=reason)
+
+    def clear(self, kind: str | None = None, node: str = "", device: str = "") -> list[Fault]:
+        """Remove matching faults (every fault with no filter); returns what was removed."""
+        return self._fleet().faults.clear(kind=kind, node=node, device=device)

@@ -81,7 +81,7 @@ class FleetStack:
 
     ``state_dir`` and ``fleet`` are the simulator's; ``exporter_urls`` maps node -> base URL;
     ``prometheus`` scrapes every exporter each second (job ``npuobs``) and evaluates the committed
-    rules; ``inject``/``clear`` drive faults (virtual time = wall time here); ``runner`` is the
+    rules; ``inject``/``clear`` drive faults (the virtual clock runs at wall-clock speed); ``runner`` is the
     underlying :class:`npuobs.stack.fleetrun.FleetRunner` (``restart_exporter(node)`` and more).
     """
 

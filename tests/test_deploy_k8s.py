@@ -1,0 +1,274 @@
+"""Kubernetes deployment: the rendered manifests validate offline against the Kubernetes OpenAPI
+schemas (kubernetes-validate --strict), the Prometheus Operator objects against a structural
+schema and promtool, and the security posture holds for the defaults and for every documented
+escape hatch (privileged backend, root for the pod-resources socket)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from npuobs import deploy_render as dr
+from npuobs.alerting.slo_spec import load_spec
+from npuobs.cli.main import build_parser
+from npuobs.devices import registry
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / dr.CHART_DIR
+MANIFESTS = REPO / dr.MANIFESTS_DIR
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+DEFAULT_RELEASE = dr.Release()
+# The chart's minimum (Chart.yaml kubeVersion), a current release, and the newest bundled schema.
+K8S_VERSIONS = ("1.25.0", "1.33.0", kubernetes_validate.latest_version())
+OPERATOR_KINDS = ("ServiceMonitor", "PrometheusRule")
+# Each vendor's device-plugin resource (docs/deploy.md).
+RESOURCE_NAMES = {
+    "furiosa": "furiosa.ai/rngd", "rebellions": "rebellions.ai/ATOM", "neuron": "aws.amazon.com/neuron",
+    "gaudi": "habana.ai/gaudi", "amd": "amd.com/gpu", "nvidia": "nvidia.com/gpu", "tpu": "google.com/tpu",
+}
+
+# Structural subsets of the Prometheus Operator v1 CRD schemas (monitoring.coreos.com), for the fields
+# the chart uses; unknown fields are rejected so a typo cannot pass. kubernetes-validate bundles no CRDs.
+_DURATION = {"type": "string",
+             "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+_STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_METADATA = {"type": "object", "required": ["name", "namespace"],
+             "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}, "labels": _STR_MAP}}
+OPERATOR_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ServiceMonitor": {
+        "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "ServiceMonitor"},
+            "metadata": _METADATA,
+            "spec": {"type": "object", "required": ["selector", "endpoints"], "additionalProperties": False,
+                     "properties": {
+                         "jobLabel": {"type": "string"},
+                         "selector": {"type": "object", "additionalProperties": False,
+                                      "properties": {"matchLabels": _STR_MAP}},
+                         "namespaceSelector": {"type": "object", "additionalProperties": False, "properties": {
+                             "any": {"type": "boolean"},
+                             "matchNames": {"type": "array", "items": {"type": "string"}}}},
+                         "endpoints": {"type": "array", "minItems": 1, "items": {
+                             "type": "object", "additionalProperties": False, "required": ["port"],
+                             "properties": {"port": {"type": "string"}, "path": {"type": "string"},
+                                            "interval": _DURATION, "scrapeTimeout": _DURATION}}}}}}},
+    "PrometheusRule": {
+        "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PrometheusRule"},
+            "metadata": _METADATA,
+            "spec": {"type": "object", "required": ["groups"], "additionalProperties": False, "properties": {
+                "groups": {"type": "array", "items": {
+                    "type": "object", "required": ["name", "rules"], "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1}, "interval": _DURATION,
+                        "rules": {"type": "array", "items": {
+                            "type": "object", "required": ["expr"], "additionalProperties": False,
+                            "oneOf": [{"required": ["record"]}, {"required": ["alert"]}],
+                            "properties": {"record": {"type": "string"}, "alert": {"type": "string"},
+                                           "expr": {"type": "string", "minLength": 1}, "for": _DURATION,
+                                           "keep_firing_for": _DURATION, "labels": _STR_MAP,
+                                           "annotations": _STR_MAP}}}}}}}}}},
+}
+
+
+def _manifests() -> list[tuple[str, dict[str, Any]]]:
+    """What `kubectl apply -k deploy/manifests` applies: the kustomization's resources, in order."""
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    return [(name, yaml.safe_load((MANIFESTS / name).read_text())) for name in kustomization["resources"]]
+
+
+def _validate(objects: list[dict[str, Any]]) -> None:
+    for obj in objects:
+        if obj["kind"] in OPERATOR_KINDS:
+            jsonschema.validate(obj, OPERATOR_SCHEMAS[obj["kind"]])
+            continue
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def _daemonsets(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["labels"]["npuobs.io/accelerator"]: o for o in objects if o["kind"] == "DaemonSet"}
+
+
+def _render(overrides: dict[str, Any], release: dr.Release = DEFAULT_RELEASE) -> list[dict[str, Any]]:
+    return [obj for _, obj in dr.render_chart(CHART, overrides, release)]
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    assert kustomization["namespace"] == dr.NAMESPACE
+    assert sorted(kustomization["resources"]) == sorted(p.name for p in MANIFESTS.glob("*.yaml")
+                                                        if p.name != "kustomization.yaml")
+
+
+def test_kubernetes_validate_cli_strict_accepts_the_manifests() -> None:
+    """The CLI itself, once, on the files users apply (CRDs are reported as schema-less warnings)."""
+    files = [str(MANIFESTS / name) for name, _ in _manifests()]
+    result = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet", "-k", "1.33.0",
+                             *files], capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ERROR" not in result.stdout
+    warned = {line.split("kind ")[1].split(" ")[0] for line in result.stdout.splitlines() if line.startswith("WARN")}
+    assert warned == set(OPERATOR_KINDS)
+
+
+@pytest.mark.parametrize("name", [name for name, _ in _manifests()])
+def test_manifest_validates_strictly(name: str) -> None:
+    _validate([yaml.safe_load((MANIFESTS / name).read_text())])
+
+
+def test_strict_validation_rejects_a_misspelled_field() -> None:
+    """Guard against a validator that silently accepts everything."""
+    ds = _daemonsets([obj for _, obj in _manifests()])["nvidia"]
+    ds["spec"]["template"]["spec"]["containers"][0]["securityContex"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(ds, "1.33.0", strict=True)
+    sm = next(obj for _, obj in _manifests() if obj["kind"] == "ServiceMonitor")
+    sm["spec"]["endpoints"][0]["intervall"] = "15s"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(sm, OPERATOR_SCHEMAS["ServiceMonitor"])
+
+
+def test_prometheusrule_spec_passes_promtool(promtool_bin: str, tmp_path: Path) -> None:
+    [rule] = [obj for _, obj in _manifests() if obj["kind"] == "PrometheusRule"]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"], sort_keys=False))
+    result = subprocess.run([promtool_bin, "check", "rules", str(rules)],  # noqa: S603
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in (result.stdout + result.stderr).upper()
+
+
+def test_default_security_posture() -> None:
+    objects = [obj for _, obj in _manifests()]
+    assert not [o["kind"] for o in objects if o["kind"] in ("Role", "ClusterRole", "RoleBinding",
+                                                             "ClusterRoleBinding")], "the exporter needs no RBAC"
+    [sa] = [o for o in objects if o["kind"] == "ServiceAccount"]
+    assert sa["automountServiceAccountToken"] is False
+    daemonsets = _daemonsets(objects)
+    assert sorted(daemonsets) == sorted(RESOURCE_NAMES)
+    for name, ds in daemonsets.items():
+        pod = ds["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == sa["metadata"]["name"] and pod["automountServiceAccountToken"] is False
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not pod.get(key), f"{name}: {key}"
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        [container] = pod["containers"]
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        for kind in ("requests", "limits"):
+            assert set(container["resources"][kind]) == {"cpu", "memory"}, f"{name}: {kind}"
+        host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert host_paths["pod-resources"] == "/var/lib/kubelet/pod-resources"
+        for volume in host_paths:
+            assert mounts[volume].get("readOnly") is True, f"{name}: hostPath {volume} must be read-only"
+        assert "--podresources-socket=/var/lib/kubelet/pod-resources/kubelet.sock" in container["args"]
+
+
+def test_privileged_backend_is_opt_in_and_only_where_asked() -> None:
+    objects = _render({"accelerators": {"neuron": {"privileged": True}}})
+    _validate(objects)
+    daemonsets = _daemonsets(objects)
+    neuron = daemonsets.pop("neuron")["spec"]["template"]["spec"]
+    sc = neuron["containers"][0]["securityContext"]
+    assert sc["privileged"] is True and sc["allowPrivilegeEscalation"] is True  # the API rejects true/false
+    assert sc["readOnlyRootFilesystem"] is True and neuron["securityContext"]["runAsUser"] == 0
+    for ds in daemonsets.values():
+        assert ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] is False
+
+
+def test_root_for_the_pod_resources_socket_keeps_everything_else_locked() -> None:
+    objects = _render({"podResources": {"runAsRoot": True}})
+    _validate(objects)
+    for ds in _daemonsets(objects).values():
+        pod = ds["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsUser"] == 0
+        sc = pod["containers"][0]["securityContext"]
+        assert (sc["privileged"], sc["allowPrivilegeEscalation"], sc["readOnlyRootFilesystem"]) == (False, False, True)
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_minimal_install_one_vendor_no_operator_objects() -> None:
+    release = dr.Release("fleet", "monitoring")
+    objects = _render({"podResources": {"enabled": False}, "serviceMonitor": {"enabled": False},
+                       "prometheusRule": {"enabled": False}, "exporter": {"otlp": {"endpoint": "http://otel:4317"}},
+                       "accelerators": {name: {"enabled": name == "nvidia"} for name in VALUES["accelerators"]}},
+                      release)
+    _validate(objects)
+    assert sorted(o["kind"] for o in objects) == ["ConfigMap", "DaemonSet", "Service", "ServiceAccount"]
+    assert all(o["metadata"]["namespace"] == "monitoring" for o in objects)
+    [ds] = _daemonsets(objects).values()
+    assert ds["metadata"]["name"] == "fleet-nvidia"
+    container = ds["spec"]["template"]["spec"]["containers"][0]
+    assert "--otlp-endpoint=http://otel:4317" in container["args"]
+    assert not [a for a in container["args"] if a.startswith("--podresources-socket")]
+    assert not [v for v in ds["spec"]["template"]["spec"]["volumes"] if "hostPath" in v]
+
+
+def test_servicemonitor_scrapes_the_job_the_alerts_expect() -> None:
+    """job = the Service's app.kubernetes.io/name label, whatever the release is called."""
+    objects = _render({}, dr.Release("anything", "monitoring"))
+    [sm] = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    [svc] = [o for o in objects if o["kind"] == "Service"]
+    job = svc["metadata"]["labels"][sm["spec"]["jobLabel"]]
+    assert job == load_spec(REPO / dr.SLO_SPEC).fleet.exporter_job
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
+    for ds in _daemonsets(objects).values():
+        assert svc["spec"]["selector"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("name", sorted(RESOURCE_NAMES))
+def test_accelerator_scheduling_and_backend(name: str) -> None:
+    acc = VALUES["accelerators"][name]
+    assert acc["resourceName"] == RESOURCE_NAMES[name]
+    assert acc["backend"] in registry.names()
+    ds = _daemonsets([obj for _, obj in _manifests()])[name]
+    pod = ds["spec"]["template"]["spec"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms[0] == {"matchExpressions": [{"key": "npuobs.io/accelerator", "operator": "In", "values": [name]}]}
+    assert len(terms) >= 2, "a vendor feature-discovery label as well as the manual one"
+    assert {"key": RESOURCE_NAMES[name], "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["nodeSelector"]["kubernetes.io/os"] == "linux"
+
+
+def test_exporter_accepts_the_daemonset_arguments_and_config() -> None:
+    """The args parse with the real CLI and every ConfigMap file loads as an exporter config."""
+    if importlib.util.find_spec("npuobs.cli.exporter") is None:
+        pytest.skip("npuobs exporter is not built yet")
+    from npuobs.exporter.config import from_dict
+
+    parser = build_parser()
+    objects = [obj for _, obj in _manifests()]
+    [config_map] = [o for o in objects if o["kind"] == "ConfigMap"]
+    for name, ds in _daemonsets(objects).items():
+        container = ds["spec"]["template"]["spec"]["containers"][0]
+        args = parser.parse_args(container["args"])
+        assert args.backend == VALUES["accelerators"][name]["backend"]
+        assert args.config == Path(f"/etc/npuobs/{name}.yaml")
+        assert f":{container['ports'][0]['containerPort']}" in args.listen
+        from_dict(yaml.safe_load(config_map["data"][args.config.name]), args.config.name)
+
+
+def test_image_user_and_paths_match_the_dockerfile() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    uid = VALUES["podSecurityContext"]["runAsUser"]
+    assert f"USER {uid}:{VALUES['podSecurityContext']['runAsGroup']}" in dockerfile
+    assert f"EXPOSE {VALUES['exporter']['port']}" in dockerfile
+    for name, acc in VALUES["accelerators"].items():
+        for env in acc["env"]:
+            if env["name"] == "PATH":
+                assert "/opt/npuobs/bin" in env["value"].split(":"), f"{name}: PATH must keep the image's venv"

@@ -8,61 +8,28 @@ import io
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
-from prometheus_client.parser import text_string_to_metric_families as parse_text
+from exporterkit import OPENMETRICS_ACCEPT, get, log_stream_fixture, reading, samples, value, wait_until
 
 from npuobs.devices import registry
 from npuobs.devices.base import (
     BackendError,
     DeviceBackend,
     DeviceInfo,
-    DeviceReading,
     Histogram,
     Snapshot,
     WorkloadReading,
 )
-from npuobs.exporter import Exporter, ExporterConfig, logs
+from npuobs.exporter import Exporter, ExporterConfig
 from npuobs.exporter.collectors import workload
 from npuobs.exporter.render import OPENMETRICS, TEXT, negotiate
 from npuobs.schema import LATENCY_BUCKETS
 from npuobs.simulator.fleet import Fleet, FleetConfig
 from npuobs.simulator.state import device_file
 
-OPENMETRICS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
-                      "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")  # what Prometheus 2.42 sends
-
-
-def get(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - loopback
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
-def samples(body: bytes, openmetrics: bool = False) -> dict[tuple[str, frozenset], float]:
-    parse = parse_openmetrics if openmetrics else parse_text
-    return {(s.name, frozenset(s.labels.items())): s.value for f in parse(body.decode()) for s in f.samples}
-
-
-def value(body: bytes, name: str, **labels: str) -> float | None:
-    want = set(labels.items())
-    for (n, lab), v in samples(body).items():
-        if n == name and want <= set(lab):
-            return v
-    return None
-
-
-def reading(device: str, **fields) -> DeviceReading:
-    return DeviceReading(info=DeviceInfo(device=device, vendor="furiosa", model="RNGD", uuid=f"uuid-{device}"),
-                         up=True, **fields)
+__all__ = ["log_stream_fixture"]  # the log_stream fixture, used by name
 
 
 class StaticBackend(DeviceBackend):
@@ -78,21 +45,6 @@ class StaticBackend(DeviceBackend):
 
     def sample(self) -> Snapshot:
         return self.snapshot
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.configure("json", stream=stream)
-    yield stream
-    logs.configure("json")
 
 
 @pytest.fixture(scope="module")

@@ -513,8 +513,8 @@ def compose_alertmanager_config(root: Path) -> str:
 def namespace_object() -> dict[str, Any]:
     """The Namespace for the plain manifests (Helm users pass ``--create-namespace`` instead).
 
-    Pod Security ``privileged``: the Baseline and Restricted levels forbid every hostPath volume, and
-    the exporter needs the kubelet's pod-resources socket (and, per backend, driver paths).
+    Pod Security ``privileged``: the Baseline and Restricted levels forbid every hostPath volume, which
+    pod attribution (the kubelet's socket) and some backends (vendor tool directories) need.
     """
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": NAMESPACE, "labels": {

@@ -170,12 +170,13 @@ def test_default_security_posture() -> None:
         assert sc["capabilities"] == {"drop": ["ALL"]}
         for kind in ("requests", "limits"):
             assert set(container["resources"][kind]) == {"cpu", "memory"}, f"{name}: {kind}"
-        host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+        host_paths = {v["name"] for v in pod["volumes"] if "hostPath" in v}
         mounts = {m["name"]: m for m in container["volumeMounts"]}
-        assert host_paths["pod-resources"] == "/var/lib/kubelet/pod-resources"
         for volume in host_paths:
             assert mounts[volume].get("readOnly") is True, f"{name}: hostPath {volume} must be read-only"
-        assert "--podresources-socket=/var/lib/kubelet/pod-resources/kubelet.sock" in container["args"]
+        # Pod attribution needs root (the kubelet's socket): off unless asked for.
+        assert "pod-resources" not in host_paths
+        assert not [a for a in container["args"] if a.startswith("--podresources-socket")]
 
 
 def test_privileged_backend_is_opt_in_and_only_where_asked() -> None:
@@ -190,20 +191,26 @@ def test_privileged_backend_is_opt_in_and_only_where_asked() -> None:
         assert ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] is False
 
 
-def test_root_for_the_pod_resources_socket_keeps_everything_else_locked() -> None:
-    objects = _render({"podResources": {"runAsRoot": True}})
+def test_pod_attribution_mounts_the_socket_read_only_as_root_without_capabilities() -> None:
+    objects = _render({"podResources": {"enabled": True}})
     _validate(objects)
-    for ds in _daemonsets(objects).values():
+    for name, ds in _daemonsets(objects).items():
         pod = ds["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsUser"] == 0
-        sc = pod["containers"][0]["securityContext"]
+        assert pod["securityContext"]["runAsUser"] == 0, "connect() on the root-owned kubelet.sock"
+        [container] = pod["containers"]
+        sc = container["securityContext"]
         assert (sc["privileged"], sc["allowPrivilegeEscalation"], sc["readOnlyRootFilesystem"]) == (False, False, True)
         assert sc["capabilities"] == {"drop": ["ALL"]}
+        [volume] = [v for v in pod["volumes"] if v["name"] == "pod-resources"]
+        assert volume["hostPath"] == {"path": "/var/lib/kubelet/pod-resources", "type": "Directory"}
+        [mount] = [m for m in container["volumeMounts"] if m["name"] == "pod-resources"]
+        assert mount == {"name": "pod-resources", "mountPath": "/var/lib/kubelet/pod-resources", "readOnly": True}
+        assert "--podresources-socket=/var/lib/kubelet/pod-resources/kubelet.sock" in container["args"], name
 
 
 def test_minimal_install_one_vendor_no_operator_objects() -> None:
     release = dr.Release("fleet", "monitoring")
-    objects = _render({"podResources": {"enabled": False}, "serviceMonitor": {"enabled": False},
+    objects = _render({"serviceMonitor": {"enabled": False},
                        "prometheusRule": {"enabled": False}, "exporter": {"otlp": {"endpoint": "http://otel:4317"}},
                        "accelerators": {name: {"enabled": name == "nvidia"} for name in VALUES["accelerators"]}},
                       release)
@@ -214,7 +221,6 @@ def test_minimal_install_one_vendor_no_operator_objects() -> None:
     assert ds["metadata"]["name"] == "fleet-nvidia"
     container = ds["spec"]["template"]["spec"]["containers"][0]
     assert "--otlp-endpoint=http://otel:4317" in container["args"]
-    assert not [a for a in container["args"] if a.startswith("--podresources-socket")]
     assert not [v for v in ds["spec"]["template"]["spec"]["volumes"] if "hostPath" in v]
 
 

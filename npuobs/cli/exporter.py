@@ -29,12 +29,17 @@ from npuobs.exporter.config import (
     override,
 )
 
+DESCRIPTION = ("Serve device and runtime metrics on /metrics (Prometheus text or OpenMetrics), "
+               "with /healthz, /ready and a landing page at /. See docs/exporter.md.")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "exporter", help="run the per-node Prometheus/OTLP exporter",
-        description="Serve device and runtime metrics on /metrics (Prometheus text or OpenMetrics), "
-                    "with /healthz, /ready and a landing page at /. See docs/exporter.md.")
+    p = subparsers.add_parser("exporter", help="run the per-node Prometheus/OTLP exporter", description=DESCRIPTION)
+    add_arguments(p)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The exporter's flags, shared by ``npuobs exporter`` and ``python -m npuobs.exporter``."""
     p.add_argument("--backend", choices=registry.names(), help="device backend (config key: backend)")
     p.add_argument("--config", type=Path, help="exporter YAML config; flags override its keys")
     p.add_argument("--listen", help=f"host:port to serve on (default {DEFAULT_LISTEN})")

@@ -22,9 +22,28 @@ Layout: ``config`` (YAML + flags), ``sampler`` (background sampling with a timeo
 ``webconfig`` (exporter-toolkit web-config), ``podresources/`` (kubelet pod attribution),
 ``otlp`` (OTLP push), ``logs`` (JSON-lines logging), ``app`` (the :class:`Exporter`).
 Behaviour and flags: docs/exporter.md.
+
+Run it alone with ``python -m npuobs.exporter --backend ...`` (same flags as ``npuobs exporter``):
+that process imports only the exporter, not the simulator or dashboards the full CLI loads.
 """
 
-from npuobs.exporter.app import Exporter
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from npuobs.exporter.config import ConfigError, ExporterConfig, OtlpConfig, PodResourcesConfig
 
+if TYPE_CHECKING:
+    from npuobs.exporter.app import Exporter
+
 __all__ = ["ConfigError", "Exporter", "ExporterConfig", "OtlpConfig", "PodResourcesConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    # Exporter pulls in prometheus_client and the HTTP server; load it on first use so that
+    # `npuobs <any subcommand>` (whose parser imports this package) stays light.
+    if name == "Exporter":
+        from npuobs.exporter.app import Exporter
+
+        return Exporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

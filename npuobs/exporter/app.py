@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Mapping
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import Metric
 
@@ -33,13 +34,15 @@ from npuobs.devices.base import DeviceBackend, Snapshot
 from npuobs.exporter.collectors import device, pods, selfmetrics, workload
 from npuobs.exporter.collectors.selfmetrics import CollectorStatus
 from npuobs.exporter.config import ConfigError, ExporterConfig
-from npuobs.exporter.otlp import OtlpPusher
 from npuobs.exporter.podresources.client import PodResourcesError, PodResourcesWatcher
 from npuobs.exporter.render import RenderCache
 from npuobs.exporter.sampler import SampleOutcome, Sampler
 from npuobs.exporter.server import MetricsServer
 from npuobs.exporter.webconfig import WebConfig
 from npuobs.exporter.webconfig import load as load_web_config
+
+if TYPE_CHECKING:
+    from npuobs.exporter.otlp import OtlpPusher
 
 log = logging.getLogger("npuobs.exporter")
 
@@ -62,7 +65,11 @@ class Exporter:
         host, port = config.listen_address()
         self._sampler = Sampler(self.backend, config.interval, config.effective_sample_timeout, self._on_sample)
         self._pods = PodResourcesWatcher(config.podresources) if config.podresources.enabled else None
-        self._otlp = OtlpPusher(config.otlp, config.node, lambda: self._latest) if config.otlp.endpoint else None
+        self._otlp: OtlpPusher | None = None
+        if config.otlp.endpoint:  # the OpenTelemetry SDK is imported only where OTLP is on
+            from npuobs.exporter.otlp import OtlpPusher
+
+            self._otlp = OtlpPusher(config.otlp, config.node, lambda: self._latest)
         self.server = MetricsServer(host, port, self.cache, web=web, healthy=lambda: self._sampler.alive,
                                     landing=self._landing)
 

@@ -27,7 +27,7 @@ import copy
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,8 +190,8 @@ class _PipelineParser:
         raise TemplateError(f"{self.where}: unexpected {text!r}")
 
 
-def _lex(source: str, where: str) -> Iterator[tuple[str, str]]:
-    """Yield ("text", s) and ("action", s) items with the trim markers already applied."""
+def _lex(source: str, where: str) -> list[tuple[str, str]]:
+    """("text", s) and ("action", s) items, with the trim markers already applied."""
     pos, pending_trim, parts = 0, False, []
     for m in _ACTION.finditer(source):
         text = source[pos:m.start()]
@@ -206,7 +206,7 @@ def _lex(source: str, where: str) -> Iterator[tuple[str, str]]:
     parts.append(("text", tail.lstrip(" \t\r\n") if pending_trim else tail))
     if "{{" in "".join(t for k, t in parts if k == "text"):
         raise TemplateError(f"{where}: unterminated action")
-    yield from parts
+    return parts
 
 
 def _parse(source: str, where: str) -> tuple[list[_Node], dict[str, list[_Node]]]:
@@ -274,6 +274,9 @@ def _text(value: Any, where: str) -> str:
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
         raise TemplateError(f"{where}: cannot print a {type(value).__name__}; use toYaml")
+    if isinstance(value, int) and abs(value) >= 1_000_000:
+        # Helm reads every number in values.yaml as a float64 and prints this one as 1e+06.
+        raise TemplateError(f"{where}: Helm would print {value} in exponent form; quote it in values.yaml")
     return str(value)
 
 
@@ -403,10 +406,11 @@ class _Renderer:
                     out.append(_text(value, where))
             elif node.kind in ("if", "with"):
                 assert node.pipeline is not None
-                value = self.pipeline(node.pipeline, dot, scopes + [{}], where)
+                inner = scopes + [{}]  # variables declared in the condition live until the block's end
+                value = self.pipeline(node.pipeline, dot, inner, where)
                 branch, inner_dot = (node.body, value if node.kind == "with" else dot) if _truthy(value) \
                     else (node.else_body, dot)
-                self.run(branch, inner_dot, scopes + [{}], out, where)
+                self.run(branch, inner_dot, inner, out, where)
             elif node.kind == "range":
                 self._range(node, dot, scopes, out, where)
             else:

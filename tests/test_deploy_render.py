@@ -108,6 +108,7 @@ def test_overrides_merge_maps_and_replace_the_rest(tmp_path: Path) -> None:
     ("x: {{ .Values.missing }}\n", "value is missing"),
     ("x: {{ .Values.missing.deeper }}\n", "nil pointer"),
     ("x: {{ .Values.m }}\n", "use toYaml"),
+    ("x: {{ .Values.big }}\n", "exponent form"),
     ("x: {{ upper .Values.s }}\n", "not supported"),
     ("x: {{ if .Values.s }}a{{ else if .Values.s }}b{{ end }}\n", "bare else only"),
     ("x: {{ if .Values.s }}a\n", "missing end"),
@@ -116,7 +117,7 @@ def test_overrides_merge_maps_and_replace_the_rest(tmp_path: Path) -> None:
 ])
 def test_unsupported_or_missing_fails_loudly(tmp_path: Path, template: str, message: str) -> None:
     with pytest.raises(dr.TemplateError, match=message):
-        dr.render_chart(_chart(tmp_path, {"t.yaml": template}, values="m: {a: 1}\ns: text\n"))
+        dr.render_chart(_chart(tmp_path, {"t.yaml": template}, values="m: {a: 1}\ns: text\nbig: 1000000\n"))
 
 
 def test_files_get_is_not_evaluated(tmp_path: Path) -> None:

@@ -1,0 +1,148 @@
+"""PromQL for the dashboards, built from the schema so a panel cannot name a metric that does not exist.
+
+Every selector gets the dashboard's template-variable filters for exactly the labels its series
+carry: ``npu_temperature_celsius`` is filtered by node, device and vendor, the inference histogram
+by node, device and model, a recording rule by the labels its ``by`` clause keeps. A filter on a
+label a series lacks would empty the panel as soon as a user picks a value, so it is never written.
+
+Filters are regex matchers whose "All" value is ``.*``. ``.*`` also matches the empty string, and
+Prometheus treats a missing label as empty: ``cluster=~".*"`` keeps series without a ``cluster``
+label, so the dashboards work unchanged whether or not the Prometheus setup adds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from npuobs import schema
+from npuobs.alerting import conventions as cv
+
+RATE = "$__rate_interval"
+"""Grafana's rate window: at least four scrape intervals, so ``rate()`` always has samples."""
+
+ALL = ".*"
+
+# Labels each recording rule keeps (the ``by`` clauses in npuobs/alerting/device_alerts.py, the
+# SLO labels of npuobs/alerting/slo_rules.py); the live test checks them against real results.
+RECORD_LABELS: dict[str, tuple[str, ...]] = {
+    cv.CPU_FALLBACK_RATIO: ("node", "device", "vendor"),
+    cv.LATENCY_P99: ("node", "device", "model", "tenant"),
+    cv.TENANT_P99_SPREAD: ("node", "device", "model"),
+    cv.DEVICE_ERROR_RATE: ("node", "device", "vendor"),
+    cv.DISTINCT_VERSIONS: ("vendor", "model", "component"),
+}
+SLO_RECORD_PREFIX = "npuobs:slo_"
+
+# Series whose ``model`` label names the hardware model (RNGD, ATOM ...), not the served ML model
+# the ``$model`` variable selects.
+HARDWARE_MODEL_LABEL = frozenset({"npu_device_info", cv.DISTINCT_VERSIONS})
+
+# Series Prometheus itself writes; the only names outside the schema and the rule conventions a
+# panel may use.
+PROMETHEUS_SERIES = frozenset({"ALERTS", "up"})
+
+
+def labels_of(name: str) -> tuple[str, ...]:
+    """Labels of a schema metric (any histogram sample name), a recording rule or a Prometheus series.
+
+    Raises KeyError for anything else: a dashboard naming an unknown metric fails at generation.
+    """
+    spec = schema.resolve_sample_name(name)
+    if spec is not None:
+        return spec.labels
+    if name in RECORD_LABELS:
+        return RECORD_LABELS[name]
+    if name.startswith(SLO_RECORD_PREFIX):
+        return cv.SLO_LABELS
+    if name == "up":
+        return ("job", "instance")
+    if name == "ALERTS":
+        return ("alertname", "alertstate", "severity")  # alert counts stay fleet-wide under any filter
+    raise KeyError(f"{name!r} is neither in the npuobs schema nor a recording rule of npuobs.alerting.conventions")
+
+
+def is_raw(name: str) -> bool:
+    """True for metrics scraped from the exporter (they may carry a ``cluster`` label)."""
+    return schema.resolve_sample_name(name) is not None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The template variables one dashboard offers, turned into matchers per series.
+
+    ``variables`` is a subset of cluster, node, vendor, device, model.
+    """
+
+    variables: tuple[str, ...]
+
+    def matchers(self, name: str) -> list[str]:
+        labels = set(labels_of(name))
+        if name in HARDWARE_MODEL_LABEL:
+            labels.discard("model")
+        if is_raw(name):
+            labels.add("cluster")  # external label or relabelled target label, when present
+        return [f'{var}=~"${var}"' for var in self.variables if var in labels]
+
+    def sel(self, name: str, extra: str = "") -> str:
+        """``name{filters, extra}``: a vector selector with this dashboard's filters."""
+        parts = self.matchers(name) + ([extra] if extra else [])
+        return f"{name}{{{','.join(parts)}}}" if parts else name
+
+    def needs_vendor_scope(self, name: str) -> bool:
+        """Workload series have no ``vendor`` label: scope them through the device they ran on."""
+        labels = labels_of(name)
+        return "vendor" in self.variables and "vendor" not in labels and {"node", "device"} <= set(labels)
+
+    def vec(self, name: str, extra: str = "", fn: str | None = None, window: str = RATE) -> str:
+        """A filtered selector, optionally wrapped in a range function (``rate``, ``increase`` ...).
+
+        Series without a ``vendor`` label are joined to the devices of the selected vendors, so
+        picking a vendor narrows every panel, not only the device ones.
+        """
+        expr = self.sel(name, extra)
+        if fn:
+            expr = f"{fn}({expr}[{window}])"
+        if self.needs_vendor_scope(name):
+            expr = f"({expr} and on (node, device) {self.sel('npu_device_up')})"
+        return expr
+
+    def model_scope(self, expr: str) -> str:
+        """Restrict a per-device expression to devices that serve the selected models.
+
+        Energy and device counts carry no ``model`` label; without this an executive looking at
+        one model would see the whole fleet's energy divided by that model's inferences.
+        """
+        if "model" not in self.variables:
+            return expr
+        served = f"group by (node, device) ({self.sel('npu_inference_requests_total')})"
+        return f"({expr} and on (node, device) {served})"
+
+
+def by(labels: Iterable[str]) -> str:
+    """`` by (a, b)`` or nothing, for aggregations that may or may not group."""
+    labels = tuple(labels)
+    return f" by ({', '.join(labels)})" if labels else ""
+
+
+def quantile(f: Filters, q: float, histogram: str, group: Iterable[str] = (), extra: str = "",
+             window: str = RATE) -> str:
+    """``histogram_quantile`` over a schema histogram, aggregated across everything but ``group``."""
+    spec = schema.metric(histogram)
+    if spec.type is not schema.MetricType.HISTOGRAM:
+        raise ValueError(f"{histogram} is a {spec.type.value}, not a histogram")
+    inner = f.vec(f"{histogram}_bucket", extra, "rate", window)
+    return f"histogram_quantile({q:g}, sum{by((*group, 'le'))} ({inner}))"
+
+
+def sum_rate(f: Filters, counter: str, group: Iterable[str] = (), extra: str = "", window: str = RATE) -> str:
+    return f"sum{by(group)} ({f.vec(counter, extra, 'rate', window)})"
+
+
+def sum_increase(f: Filters, counter: str, window: str, group: Iterable[str] = (), extra: str = "") -> str:
+    return f"sum{by(group)} ({f.vec(counter, extra, 'increase', window)})"
+
+
+def or_zero(expr: str) -> str:
+    """``expr or vector(0)``: a count of bad things that is 0, not "no data", when there are none."""
+    return f"{expr} or vector(0)"

@@ -81,6 +81,14 @@ def test_routes_and_content_negotiation(sim_state: Path) -> None:
         assert info == 1.0
 
 
+def test_scrapes_serve_bytes_rendered_once_per_sample(sim_state: Path) -> None:
+    with Exporter(config(state_dir=sim_state, interval=60)).start() as exp:
+        rendered = exp.cache.current
+        bodies = {get(f"{exp.url}/metrics")[2] for _ in range(5)}
+        assert len(bodies) == 1 and exp.cache.current is rendered and rendered.sequence == 1
+        assert bodies == {rendered.body(TEXT, gzip_ok=False)}
+
+
 def test_negotiate() -> None:
     assert negotiate(None) == TEXT
     assert negotiate("*/*") == TEXT

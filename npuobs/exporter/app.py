@@ -115,6 +115,7 @@ class Exporter:
 
     @property
     def statuses(self) -> Mapping[str, CollectorStatus]:
+        """A copy (the sampler thread replaces entries while HTTP threads read)."""
         return dict(self._statuses)
 
     # -- sampling ---------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ class Exporter:
         rows = "".join(
             f"<tr><td>{html.escape(name)}</td><td>{'ok' if st.success else 'FAILING'}</td>"
             f"<td>{st.duration_seconds:.3f}s</td><td>{st.errors_total}</td></tr>"
-            for name, st in sorted(self._statuses.items()))
+            for name, st in sorted(self.statuses.items()))
         return (f"<!doctype html><html><head><title>npuobs exporter</title></head><body>"
                 f"<h1>npuobs exporter {html.escape(__version__)}</h1>"
                 f"<p>node <b>{html.escape(self.config.node)}</b>, backend <b>{html.escape(self.config.backend)}</b>, "

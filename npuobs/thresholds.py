@@ -22,6 +22,8 @@ class Thresholds:
     cpu_fallback_max_ratio: float = 0.05
     # F7: per-tenant p99 latency spread (max/min across tenants on one device) above this
     tenant_latency_spread_max: float = 2.0
+    # F7: ... and only when the slowest tenant's p99 exceeds this (a spread of fast latencies is noise)
+    tenant_latency_p99_floor_seconds: float = 0.025
     # device errors per second above this is a "high error rate"
     device_error_rate_max_per_second: float = 0.01
     # resets within 1h at or above this count are a reset storm

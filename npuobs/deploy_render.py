@@ -1,12 +1,13 @@
 """Render the Helm chart in ``deploy/helm/npuobs`` without Helm, and keep every deploy artifact in sync.
 
-Why this exists: no ``helm`` binary (nor a Python package that renders charts) installs from the
-registries this project can reach, yet the chart and the plain manifests in ``deploy/manifests``
-must never drift apart. So the chart is the single source of truth and this module is a small
-interpreter for exactly the subset of Go templates, Helm objects and Sprig functions the chart
-uses. It is deliberately *stricter* than Helm: printing a missing value is an error here (Helm
-would print an empty string), and an unsupported construct fails loudly instead of rendering
-something Helm would not.
+Why this exists: no ``helm`` binary installs from the registries this project can reach, yet the
+chart and the plain manifests in ``deploy/manifests`` must never drift apart. So the chart is the
+single source of truth and this module is a small interpreter for exactly the subset of Go
+templates, Helm objects and Sprig functions the chart uses. It is deliberately *stricter* than
+Helm: printing a missing value is an error here (Helm would print an empty string), and an
+unsupported construct fails loudly instead of rendering something Helm would not. The tests
+compare its output with Helm v4's own engine (``helm-python-sdk``, a ~250 MB native wheel this
+module deliberately does not need).
 
 ``python -m npuobs.deploy_render`` (re)writes, from their sources:
 

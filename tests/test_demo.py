@@ -1,0 +1,96 @@
+"""``npuobs demo`` end to end, as a user runs it: start, scrape, inject a fault, see the page, stop, no orphans."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+PAGE_WAIT_SECONDS = 150
+
+
+def _wait_line(proc: subprocess.Popen[str], pattern: str, timeout: float, seen: list[str]) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    raise AssertionError(f"demo never printed {pattern!r}; output:\n{''.join(seen)}")
+
+
+def _query(base: str, promql: str) -> list[dict]:
+    url = f"{base}api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)["data"]["result"]
+
+
+@pytest.mark.usefixtures("prometheus_bin", "alertmanager_bin")
+def test_demo_pages_on_device_offline_and_stops_clean(tmp_path: Path) -> None:
+    state = tmp_path / "sim"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "npuobs.cli.main", "demo", "--duration", "240",
+                             "--workdir", str(tmp_path / "work"), "--state-dir", str(state), "--alert-for-cap", "5s"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    seen: list[str] = []
+    try:
+        prom = _wait_line(proc, r"prometheus\s+(http://\S+/)", 90, seen).group(1)
+        _wait_line(proc, r"Ctrl-C stops everything", 10, seen)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert {c.name() for c in children} >= {"prometheus", "prometheus-alertmanager"}
+        ports = [c.laddr.port for c in psutil.Process(proc.pid).net_connections() if c.status == "LISTEN"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            up = _query(prom, 'up{job="npuobs"}')
+            if len(up) == 2 and all(r["value"][1] == "1" for r in up):
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"exporters never came up in Prometheus: {up}")
+        assert len(_query(prom, "npu_device_up == 1")) == 8
+
+        inject = subprocess.run([sys.executable, "-m", "npuobs.cli.main", "sim", "inject", "F1", "--node", "node-a",
+                                 "--device", "0", "--state-dir", str(state)], capture_output=True, text=True,
+                                check=False, timeout=60)
+        assert inject.returncode == 0, inject.stderr
+        events = tmp_path / "work" / "pagerduty-events.jsonl"
+        deadline = time.monotonic() + PAGE_WAIT_SECONDS
+        page = None
+        while time.monotonic() < deadline and page is None:
+            lines = events.read_text().splitlines() if events.exists() else []
+            for line in lines:
+                body = json.loads(line)
+                if "NpuDeviceDown" in json.dumps(body) and body.get("event_action") == "trigger":
+                    page = body
+            time.sleep(1)
+        assert page is not None, f"no NpuDeviceDown page within {PAGE_WAIT_SECONDS}s; output:\n{''.join(seen)}"
+        assert page["payload"]["severity"] == "critical"
+        assert any("runbooks/NpuDeviceDown.md" in link["href"] for link in page.get("links", []))
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        rest = proc.stdout.read()
+        assert "npuobs demo: stopped" in rest
+        for child in children:
+            assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
+        listening = {c.laddr.port for c in psutil.net_connections() if c.status == "LISTEN"}
+        assert not set(ports) & listening
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

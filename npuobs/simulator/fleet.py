@@ -8,6 +8,7 @@ the devices, reads the fault control file every tick, and publishes the driver-l
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,11 +174,12 @@ class Fleet:
         })
 
     def run(self, duration: float, on_tick: Callable[[Fleet], None] | None = None,
-            publish_every: float = 1.0) -> None:
-        """Run ``duration`` virtual seconds, publishing state every ``publish_every`` virtual seconds."""
+            publish_every: float = 1.0, stop: threading.Event | None = None) -> None:
+        """Run ``duration`` virtual seconds (or until ``stop`` is set), publishing state every
+        ``publish_every`` virtual seconds."""
         end = self.clock.now + duration
         next_publish = self.clock.now
-        while self.clock.now < end:
+        while self.clock.now < end and not (stop and stop.is_set()):
             self.tick()
             if self.clock.now >= next_publish:
                 self.publish()

@@ -72,15 +72,8 @@ class FleetRunner:
 
     def _run(self) -> None:
         assert self.fleet is not None
-        fleet, tick = self.fleet, self.config.tick_seconds
-        next_publish = fleet.clock.now + tick
         try:
-            while not self._stop.is_set():
-                fleet.tick()
-                if fleet.clock.now >= next_publish:
-                    fleet.publish()
-                    next_publish = fleet.clock.now + tick
-                fleet.clock.pace()
+            self.fleet.run(float("inf"), publish_every=self.config.tick_seconds, stop=self._stop)
         except BaseException as exc:  # noqa: BLE001 - kept for the caller: a dead fleet must be visible
             self.error = exc
             raise

@@ -83,7 +83,8 @@ def builtins(rate_interval: str, range_: str) -> dict[str, str]:
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _TOKEN = re.compile(r"""
-    (?P<matchers>\{[^}]*\})                       # label matchers
+    (?P<variable>\$\{?\w+(?::\w+)?\}?)              # a template variable left in
+  | (?P<matchers>\{[^}]*\})                       # label matchers
   | (?P<range>\[[^\]]*\])                          # range / subquery
   | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:[smhdwy]|ms)*)  # numbers, durations
   | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)

@@ -301,7 +301,9 @@ def test_provisioning(options: Options) -> None:
         "datasource"]
     destination = prometheus["jsonData"]["exemplarTraceIdDestinations"][0]
     assert destination["name"] == "trace_id" and "$${__value.raw}" in destination["url"]
-    assert any(d["type"] == "tempo" for d in datasources)
+    assert any(d["type"] == "tempo" for d in datasources)  # the default trace links open Tempo in Explore
+    other = yaml.safe_load(render(default_options(SPEC, trace_url="https://j/trace/{trace_id}"))[DATASOURCES_FILE])
+    assert [d["type"] for d in other["datasources"]] == ["prometheus"]
     provider = yaml.safe_load(files[PROVIDERS_FILE])["providers"][0]
     assert provider["type"] == "file" and provider["options"]["path"] == GRAFANA_DASHBOARD_DIR
 
@@ -397,3 +399,11 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                  "--from", str(tmp_path / "none")]) == 2
     assert "no executive.json" in capsys.readouterr().err
 
+
+
+def test_docs_describe_every_panel(boards: dict[str, dict[str, Any]]) -> None:
+    docs = " ".join((REPO / "docs" / "dashboards.md").read_text().split())
+    missing = [p["title"] for b in boards.values() for p in panels(b)
+               if not p["title"].startswith("Burn rate") and f"*{p['title']}*" not in docs]
+    assert missing == [], "describe these panels in docs/dashboards.md"
+    assert "*Burn rate …*" in docs

@@ -21,7 +21,7 @@ from npuobs.alerting.generate import Options as AlertOptions
 from npuobs.alerting.generate import build_rules
 from npuobs.alerting.slo_spec import Spec
 from npuobs.dashboards import debug, executive, oncall
-from npuobs.dashboards.panels import DASHBOARDS, TEMPO_UID, DashboardRef, Options
+from npuobs.dashboards.panels import DASHBOARDS, TEMPO_UID, DashboardRef, Options, tempo_explore_url
 
 BUILDERS: dict[str, Callable[[Options], g.Dashboard]] = {
     "executive": executive.build, "oncall": oncall.build, "debug": debug.build,
@@ -87,14 +87,16 @@ def dashboards(options: Options) -> dict[DashboardRef, dict[str, Any]]:
 def _datasources(options: Options) -> dict[str, Any]:
     # Grafana expands $VAR in provisioning files: a literal $ is written $$.
     trace_url = options.trace_url.replace("{trace_id}", "$${__value.raw}")
-    return {"apiVersion": 1, "datasources": [
+    datasources: list[dict[str, Any]] = [
         {"name": options.datasource_name, "uid": options.datasource_uid, "type": "prometheus", "access": "proxy",
          "url": options.prometheus_url, "isDefault": True, "editable": False,
          "jsonData": {"timeInterval": options.scrape_interval, "exemplarTraceIdDestinations": [
              {"name": "trace_id", "url": trace_url, "urlDisplayLabel": "Open trace"}]}},
-        {"name": "Tempo", "uid": TEMPO_UID, "type": "tempo", "access": "proxy", "url": options.tempo_url,
-         "editable": False},
-    ]}
+    ]
+    if options.trace_url == tempo_explore_url():  # trace links open Tempo in Explore: Grafana needs Tempo
+        datasources.append({"name": "Tempo", "uid": TEMPO_UID, "type": "tempo", "access": "proxy",
+                            "url": options.tempo_url, "editable": False})
+    return {"apiVersion": 1, "datasources": datasources}
 
 
 def _providers() -> dict[str, Any]:

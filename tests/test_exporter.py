@@ -33,7 +33,7 @@ __all__ = ["log_stream_fixture"]  # the log_stream fixture, used by name
 
 
 class StaticBackend(DeviceBackend):
-    """Returns whatever ``snapshot`` currently holds (tests swap it between samples)."""
+    """Returns the snapshot it was built with, every time."""
 
     name = "static"
 
@@ -63,12 +63,13 @@ def config(**kw) -> ExporterConfig:
 
 def test_routes_and_content_negotiation(sim_state: Path) -> None:
     with Exporter(config(state_dir=sim_state)).start() as exp:
+        assert exp.ready
         status, headers, text = get(f"{exp.url}/metrics")
         assert status == 200 and headers["Content-Type"] == TEXT
-        assert b"# EOF" not in text and b"trace_id" not in text
+        assert b"# EOF" not in text
         status, headers, om = get(f"{exp.url}/metrics", {"Accept": OPENMETRICS_ACCEPT})
         assert status == 200 and headers["Content-Type"] == OPENMETRICS
-        assert om.rstrip().endswith(b"# EOF") and b'# {trace_id="' in om
+        assert om.rstrip().endswith(b"# EOF")
         assert samples(om, openmetrics=True)  # parses as OpenMetrics
         status, headers, zipped = get(f"{exp.url}/metrics", {"Accept-Encoding": "gzip"})
         assert headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped) == text
@@ -96,10 +97,25 @@ def test_negotiate() -> None:
     assert negotiate(OPENMETRICS_ACCEPT) == OPENMETRICS
 
 
-def test_exemplar_sits_on_the_bucket_containing_its_latency() -> None:
+def _workload_with_exemplar() -> WorkloadReading:
     counts = tuple((b, i) for i, b in enumerate((*LATENCY_BUCKETS, float("inf"))))
-    w = WorkloadReading(device="0", model="m", tenant="t", latency=Histogram(counts, 1.0),
-                        requests_total={"success": 1}, queue_length=0, latency_exemplar=("abc", 0.07))
+    return WorkloadReading(device="0", model="m", tenant="t", latency=Histogram(counts, 1.0),
+                           requests_total={"success": 1}, queue_length=0, latency_exemplar=("abc", 0.07))
+
+
+def test_exemplars_only_in_openmetrics() -> None:
+    snap = Snapshot("static", time.time(), (reading("0"),), (_workload_with_exemplar(),))
+    with Exporter(config(backend="static"), backend=StaticBackend(snap)).start() as exp:
+        text = get(f"{exp.url}/metrics")[2]
+        om = get(f"{exp.url}/metrics", {"Accept": OPENMETRICS_ACCEPT})[2]
+    assert b"trace_id" not in text
+    [line] = [x for x in om.decode().splitlines() if "trace_id" in x]
+    assert line.startswith("npu_inference_latency_seconds_bucket{") and 'le="0.1"' in line
+    assert line.endswith('# {trace_id="abc"} 0.07')
+
+
+def test_exemplar_sits_on_the_bucket_containing_its_latency() -> None:
+    w = _workload_with_exemplar()
     [hist] = [f for f in workload.collect("n", Snapshot("x", 0.0, (), (w,))) if f.type == "histogram"]
     with_exemplar = [s for s in hist.samples if s.exemplar is not None]
     assert [(s.labels["le"], s.exemplar.labels, s.exemplar.value) for s in with_exemplar] == \

@@ -103,6 +103,14 @@ def test_cli_reports_config_errors_in_one_line(tmp_path: Path, capsys: pytest.Ca
     assert "--backend" in capsys.readouterr().err
 
 
+def test_cli_reports_a_busy_port(tmp_path: Path, sim_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Exporter(ExporterConfig(backend="sim", node="node-a", state_dir=sim_state, listen="127.0.0.1:0")) as busy:
+        port = busy.server.port
+        assert main(["exporter", "--backend", "sim", "--state-dir", str(sim_state), "--node", "node-a",
+                     "--listen", f"127.0.0.1:{port}"]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
 # --- web config: TLS and basic auth -------------------------------------------------------------------
 
 

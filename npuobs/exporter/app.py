@@ -54,7 +54,6 @@ class Exporter:
         self.config = config.validate()
         if backend is None and not config.backend:
             raise ConfigError("no device backend: pass --backend or set `backend:` in the config file")
-        self.backend = backend or registry.create(config.backend, **config.backend_kwargs())
         self.cache = RenderCache()
         self._statuses: dict[str, CollectorStatus] = {}
         self._known: dict[str, str] = {}  # device id -> vendor, every device ever seen
@@ -63,6 +62,14 @@ class Exporter:
         self._first_sample = threading.Event()
         web = load_web_config(config.web_config) if config.web_config else WebConfig()
         host, port = config.listen_address()
+        # bind before building the backend: a taken port then fails fast and leaves no tool handle open
+        self.server = MetricsServer(host, port, self.cache, web=web, healthy=lambda: self._sampler.alive,
+                                    landing=self._landing)
+        try:
+            self.backend = backend or registry.create(config.backend, **config.backend_kwargs())
+        except BaseException:
+            self.server.stop()
+            raise
         self._sampler = Sampler(self.backend, config.interval, config.effective_sample_timeout, self._on_sample)
         self._pods = PodResourcesWatcher(config.podresources) if config.podresources.enabled else None
         self._otlp: OtlpPusher | None = None
@@ -70,8 +77,6 @@ class Exporter:
             from npuobs.exporter.otlp import OtlpPusher
 
             self._otlp = OtlpPusher(config.otlp, config.node, lambda: self._latest)
-        self.server = MetricsServer(host, port, self.cache, web=web, healthy=lambda: self._sampler.alive,
-                                    landing=self._landing)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self, ready_timeout: float | None = None) -> Exporter:

@@ -175,16 +175,14 @@ def metric_exporter(config: OtlpConfig) -> MetricExporter:
 class OtlpPusher:
     """A MeterProvider whose observable instruments read ``latest()`` at each export."""
 
-    def __init__(self, config: OtlpConfig, node: str, latest: Latest,
-                 exporter: MetricExporter | None = None) -> None:
+    def __init__(self, config: OtlpConfig, node: str, latest: Latest) -> None:
         self.config = config
         self.node = node
         self.latest = latest
-        self._exporter = exporter
         self._provider: MeterProvider | None = None
 
     def start(self) -> OtlpPusher:
-        reader = PeriodicExportingMetricReader(self._exporter or metric_exporter(self.config),
+        reader = PeriodicExportingMetricReader(metric_exporter(self.config),
                                                export_interval_millis=self.config.interval * 1000,
                                                export_timeout_millis=self.config.timeout * 1000)
         resource = Resource.create({"service.name": "npuobs-exporter", "service.version": __version__,
@@ -208,9 +206,6 @@ class OtlpPusher:
             assert inst.workload is not None
             return [o for w in snap.workloads for o in inst.workload(w)]
         return observe
-
-    def force_flush(self, timeout_seconds: float = 10.0) -> bool:
-        return self._provider is not None and self._provider.force_flush(int(timeout_seconds * 1000))
 
     def stop(self) -> None:
         if self._provider is not None:

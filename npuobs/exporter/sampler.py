@@ -41,10 +41,6 @@ class SampleOutcome:
     partial_errors: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     children: tuple[str, ...] = ()
 
-    @property
-    def ok(self) -> bool:
-        return self.snapshot is not None and self.error is None and not self.partial_errors
-
 
 class Sampler:
     """Samples ``backend`` every ``interval`` seconds in a daemon thread; see the module docstring."""

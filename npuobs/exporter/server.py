@@ -33,6 +33,7 @@ _OPEN_PATHS = ("/healthz", "/ready")
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog; the stdlib's 5 drops connections when many scrapers reconnect
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  ssl_context: ssl.SSLContext | None) -> None:

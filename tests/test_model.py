@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -116,10 +114,8 @@ def test_corrupted_scales_cost_accuracy_without_touching_the_original(
         quantized.with_corrupted_scales(0.0, np.random.default_rng(0))
 
 
-def test_training_is_deterministic_fast_and_seed_dependent() -> None:
-    start = time.perf_counter()
+def test_training_is_deterministic_and_seed_dependent() -> None:
     first = train_fp32.__wrapped__(0)
-    assert time.perf_counter() - start < 2.0
     second = train_fp32.__wrapped__(0)
     for a, b in zip(first.weights + first.biases, second.weights + second.biases, strict=True):
         assert np.array_equal(a, b)

@@ -22,7 +22,6 @@ from npuobs.simulator.runtime import (
     MODEL_BYTES,
     Conditions,
     InferenceRuntime,
-    TenantStats,
 )
 
 STATE_VERSION = 1
@@ -44,11 +43,11 @@ class SimDevice:
         self.noisy_tenant = tenants[-1]
         self.rng = np.random.default_rng([seed, index, sum(node.encode())])
         self.physics = PhysicalModel(spec)
-        self.runtime = InferenceRuntime(spec, model_name, tenants + (CANARY_TENANT,), self.rng, seed)
+        self.runtime = InferenceRuntime(spec, model_name, tenants + (CANARY_TENANT,), self.rng, seed,
+                                        node=node, device=self.id)
         self.resets = dict.fromkeys(RESET_REASONS, 0)
         self.errors = dict.fromkeys(ERROR_KINDS, 0)
         self.oom_events = 0
-        self.ops: dict[tuple[str, str], list[float]] = {}
         self.applied_resets: list[str] = []
         self.online = True
         self.leaked_bytes = 0
@@ -103,10 +102,6 @@ class SimDevice:
             self.errors["timeout" if "F1" in kinds else "runtime"] += result.device_errors
         if "F8" in kinds and self.rng.random() < F8_ERROR_PROBABILITY:
             self.errors["ecc_corrected"] += 1
-        for key, (count, seconds) in result.ops.items():
-            acc = self.ops.setdefault(key, [0, 0.0])
-            acc[0] += count
-            acc[1] += seconds
 
     # -- published state ---------------------------------------------------------------------
     def to_state(self, now: float) -> dict[str, Any]:
@@ -129,24 +124,10 @@ class SimDevice:
                 "resets_total": self.resets,
                 "errors_total": self.errors,
                 "oom_events_total": self.oom_events,
-                "ops": [{"op": op, "placement": pl, "count": int(c), "seconds": sec}
-                        for (op, pl), (c, sec) in sorted(self.ops.items())],
+                "ops": rt.store.ops_state(),  # recorded by the runtime, persisted like a driver counter
                 "applied_resets": self.applied_resets,
             },
-            "runtime": {
-                "model": rt.model_name,
-                "queue_length": rt.queue_length,
-                "model_load_seconds": rt.model_load_seconds,
-                "accuracy_delta_ratio": rt.accuracy_delta,
-                "golden_checks_total": rt.golden_checks,
-                "golden_mismatches_total": rt.golden_mismatches,
-                "tenants": {
-                    t: {"buckets": st.bucket_counts, "sum": st.latency_sum, "requests": st.requests,
-                        "cold_starts": st.cold_starts, "exemplar": st.slowest_recent,
-                        "queue_length": int(np.count_nonzero(rt.queue_tenant == i))}
-                    for i, (t, st) in enumerate(rt.stats.items())
-                },
-            },
+            "runtime": rt.store.runtime_state(),
         }
         if self.online:
             state["sensors"] = {
@@ -172,14 +153,5 @@ class SimDevice:
         self.resets.update({k: int(v) for k, v in c.get("resets_total", {}).items() if k in self.resets})
         self.errors.update({k: int(v) for k, v in c.get("errors_total", {}).items() if k in self.errors})
         self.oom_events = int(c.get("oom_events_total", 0))
-        self.ops = {(o["op"], o["placement"]): [int(o["count"]), float(o["seconds"])] for o in c.get("ops", [])}
         self.applied_resets = list(c.get("applied_resets", []))
-        rt = state.get("runtime", {})
-        self.runtime.golden_checks = int(rt.get("golden_checks_total", 0))
-        self.runtime.golden_mismatches = int(rt.get("golden_mismatches_total", 0))
-        for tenant, t in rt.get("tenants", {}).items():
-            current = self.runtime.stats.get(tenant)
-            if current is not None and len(t.get("buckets", [])) == len(current.bucket_counts):
-                self.runtime.stats[tenant] = TenantStats(
-                    bucket_counts=[int(x) for x in t["buckets"]], latency_sum=float(t["sum"]),
-                    requests={k: int(v) for k, v in t["requests"].items()}, cold_starts=int(t["cold_starts"]))
+        self.runtime.store.restore(state.get("runtime", {}), c.get("ops", []))

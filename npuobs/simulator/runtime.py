@@ -6,19 +6,36 @@ throttling (F2) and host fallback (F5) show up as latency because they really co
 Requests queue FIFO per device; a noisy neighbour (F7) is a tenant that floods the device and
 is served first, which is how one tenant's latency suffers from another's load on shared
 hardware. Golden-output canaries run the whole held-out set at a fixed interval.
+
+Everything the runtime records goes through ``npuobs.instrumentation`` — the library a real
+inference server would import — into a ``MemoryStore`` that the device serializes into its state
+document. The runtime runs in virtual time on whole ticks of requests, so it uses the library's
+explicit-value API (latency arrays, op counts) rather than its wall-clock context managers, and
+writes the span trees of the requests the library's tail rule keeps from virtual timestamps.
 """
 
 from __future__ import annotations
 
 import functools
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from opentelemetry.sdk.trace import TracerProvider
 
-from npuobs.schema import LATENCY_BUCKETS, REQUEST_OUTCOMES
+from npuobs.instrumentation import (
+    Instrumentation,
+    MemoryStore,
+    Phase,
+    SpanTree,
+    TenantSeries,
+    tracer_provider_from_env,
+)
+from npuobs.instrumentation import tracing as T
 from npuobs.simulator.graph import DEVICE_OP_SETS, OpGraph, build_graph, execute
 from npuobs.simulator.hardware import HOST_OP_SECONDS, HOST_SECONDS_PER_ELEMENT, DeviceModelSpec
 from npuobs.simulator.model import QuantizedModel, load_dataset, train_fp32
+from npuobs.thresholds import DEFAULT
 
 BATCH_MAX = 8
 QUEUE_MAX = 512
@@ -27,9 +44,10 @@ MODEL_LOAD_SECONDS = 0.8  # time from load call to ready, before per-GiB transfe
 MODEL_BYTES = 6 << 30  # what the served model occupies on the device (weights + runtime reserve)
 ACTIVATION_BYTES_PER_REQUEST = 24 << 20
 OFFLINE_ERROR_SECONDS = 0.002
+OOM_SECONDS = 1e-4  # a failed allocation returns at once
 NOISY_SLICE_SECONDS = 0.05  # F7: time-slice period of the shared device
 NOISY_SHARE = 0.7  # F7: share of each slice the noisy neighbour holds
-_BOUNDS = np.asarray(LATENCY_BUCKETS)
+PRECISION = "int8"
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,28 +90,53 @@ def _op_seconds(graph: OpGraph, spec: DeviceModelSpec, batch: int,
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=1024)
+def _segments(graph: OpGraph, spec: DeviceModelSpec, batch: int,
+              clock_factor: float) -> tuple[tuple[str, float, int, str], ...]:
+    """A batch's execution as a serving runtime partitions it: (span name, seconds, device ops,
+    host op) per run of consecutive device ops (one ``device_execute``) and per host op."""
+    out: list[tuple[str, float, int, str]] = []
+    for op, placement, seconds in _op_seconds(graph, spec, batch, clock_factor):
+        if placement == "host":
+            out.append((T.HOST_FALLBACK_OP, seconds, 0, op))
+        elif out and out[-1][0] == T.DEVICE_EXECUTE:
+            _, total, n, _ = out[-1]
+            out[-1] = (T.DEVICE_EXECUTE, total + seconds, n + 1, "")
+        else:
+            out.append((T.DEVICE_EXECUTE, seconds, 1, ""))
+    return tuple(out)
+
+
 def graph_supported(spec: DeviceModelSpec) -> frozenset[str]:
     return DEVICE_OP_SETS[spec.model]
 
 
-@dataclass
-class TenantStats:
-    """Cumulative runtime counters for one tenant (persisted with the device's state)."""
+@dataclass(frozen=True)
+class TracingConfig:
+    """How simulated runtimes trace: where spans go and the library's sampling knobs.
 
-    bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-    latency_sum: float = 0.0
-    requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REQUEST_OUTCOMES, 0))
-    cold_starts: int = 0
-    slowest_recent: tuple[str, float] | None = None
+    ``max_traces_per_second`` is per device and second of virtual time; it caps the span trees
+    written per tick, which keeps a throttled fleet (where most requests are slow) fast.
+    """
 
-    def observe(self, latencies: np.ndarray, outcome: str) -> None:
-        if latencies.size == 0:
-            return
-        idx = np.searchsorted(_BOUNDS, latencies, side="left")
-        for i, n in zip(*np.unique(idx, return_counts=True), strict=True):
-            self.bucket_counts[int(i)] += int(n)
-        self.latency_sum += float(latencies.sum())
-        self.requests[outcome] += int(latencies.size)
+    tracer_provider: TracerProvider | None = None
+    head_sample_ratio: float = 0.01
+    max_traces_per_second: float = 4.0
+    slo_latency_seconds: float = DEFAULT.latency_slo_seconds
+
+
+_configured: TracingConfig | None = None  # set by configure_tracing; None = from the environment
+
+
+def configure_tracing(config: TracingConfig | None) -> None:
+    """Trace the runtimes created from now on with ``config`` (None: back to the environment, where
+    ``$NPUOBS_OTLP_TRACES_ENDPOINT`` turns OTLP export on and its absence leaves tracing off)."""
+    global _configured
+    _configured = config
+
+
+def current_tracing() -> TracingConfig:
+    return _configured if _configured is not None else TracingConfig(tracer_provider_from_env())
 
 
 @dataclass
@@ -114,29 +157,65 @@ class TickResult:
     busy_seconds: float = 0.0
     oom_events: int = 0
     device_errors: int = 0
-    ops: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # -> [count, seconds]
+
+
+@dataclass
+class _Ended:
+    """Requests of one outcome that ended in a tick: virtual times per request, batch data if served."""
+
+    tenant_idx: list[np.ndarray] = field(default_factory=list)
+    arrived: list[np.ndarray] = field(default_factory=list)
+    ended: list[np.ndarray] = field(default_factory=list)
+    started: list[np.ndarray] = field(default_factory=list)  # device start (served and OOM requests)
+    batch: list[np.ndarray] = field(default_factory=list)  # batch size (served requests)
+
+    def add(self, tenant_idx: np.ndarray, arrived: np.ndarray, ended: float | np.ndarray,
+            started: float = 0.0, batch: int = 0) -> None:
+        n = tenant_idx.size
+        self.tenant_idx.append(tenant_idx)
+        self.arrived.append(arrived)
+        self.ended.append(np.broadcast_to(np.asarray(ended, dtype=np.float64), (n,)))
+        self.started.append(np.full(n, started))
+        self.batch.append(np.full(n, batch))
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return tuple(np.concatenate(x) for x in (self.tenant_idx, self.arrived, self.ended, self.started, self.batch))
+
+
+def _ns(t: float) -> int:
+    return int(t * 1e9)
 
 
 class InferenceRuntime:
-    """Serves one model for several tenants on one device."""
+    """Serves one model for several tenants on one device; the last tenant is the golden canary."""
 
     def __init__(self, spec: DeviceModelSpec, model_name: str, tenants: tuple[str, ...],
-                 rng: np.random.Generator, seed: int = 0) -> None:
+                 rng: np.random.Generator, seed: int = 0, *, node: str = "", device: str = "",
+                 tracing: TracingConfig | None = None) -> None:
         self.spec = spec
         self.model_name = model_name
         self.tenants = tenants
         self.rng = rng
         self.k = kernels(seed)
-        self.stats: dict[str, TenantStats] = {t: TenantStats() for t in tenants}
+        self.store = MemoryStore(tenants, canary_tenant=tenants[-1])
+        tracing = tracing or current_tracing()
+        self.instr = Instrumentation(
+            sink=self.store, tracer_provider=tracing.tracer_provider, node=node, device=device, vendor=spec.vendor,
+            model=model_name, slo_latency_seconds=tracing.slo_latency_seconds,
+            head_sample_ratio=tracing.head_sample_ratio, max_traces_per_second=tracing.max_traces_per_second,
+            # sampling draws from its own stream, so turning tracing on never changes what is simulated
+            seed=zlib.crc32(f"{seed}/{node}/{device}".encode()))
+        self.recorder = self.instr.recorder
         self.queue_t = np.empty(0)  # arrival times of waiting requests
         self.queue_tenant = np.empty(0, dtype=np.int64)
         self.busy_until = 0.0
         self.loaded_at: float | None = None  # virtual time the model becomes ready; None = not loaded
-        self.model_load_seconds: float | None = None
-        self.golden_checks = 0
-        self.golden_mismatches = 0
-        self.accuracy_delta: float | None = None
         self.next_canary = 0.0
+
+    @property
+    def stats(self) -> dict[str, TenantSeries]:
+        """Per-tenant cumulative series (``requests`` by outcome, latency buckets, ...)."""
+        return self.store.tenants
 
     # -- lifecycle ---------------------------------------------------------------------------
     def unload(self) -> None:
@@ -145,9 +224,12 @@ class InferenceRuntime:
 
     def _ensure_loaded(self, now: float) -> None:
         if self.loaded_at is None:
-            self.model_load_seconds = MODEL_LOAD_SECONDS + MODEL_BYTES / (8 << 30)
-            self.loaded_at = now + self.model_load_seconds
+            seconds = MODEL_LOAD_SECONDS + MODEL_BYTES / (8 << 30)
+            self.loaded_at = now + seconds
             self.busy_until = max(self.busy_until, self.loaded_at)
+            self.recorder.record_model_load(seconds)
+            if self.instr.tracing:
+                self.instr.write_trace(SpanTree(T.MODEL_LOAD, _ns(now), _ns(self.loaded_at), self.instr.attributes()))
 
     @property
     def queue_length(self) -> int:
@@ -156,21 +238,23 @@ class InferenceRuntime:
     # -- one tick ----------------------------------------------------------------------------
     def step(self, t0: float, dt: float, arrivals: dict[str, np.ndarray], cond: Conditions) -> TickResult:
         result = TickResult()
+        ended: dict[str, _Ended] = {}
         t1 = t0 + dt
+        graph = self.k.fallback_graph if cond.fallback else self.k.healthy_graph
         if not cond.online:
             self._enqueue(arrivals)
-            self._fail_all(result)
+            self._fail_all(result, ended)
             self.unload()
             self.busy_until = t1
+            self._finish(t0, t1, ended, graph, cond)
             return result
         self._ensure_loaded(t0)
         self._count_cold_starts(arrivals)
         self._enqueue(arrivals)
         clock = max(t0, self.busy_until)
         model = cond.corrupted_model or self.k.quantized
-        graph = self.k.fallback_graph if cond.fallback else self.k.healthy_graph
         supported = graph_supported(self.spec)
-        served_t, served_who, done_at, batch_sizes = [], [], [], []
+        batch_sizes = []
         while self.queue_t.size and clock < t1:
             ready = self.queue_t <= clock
             slice_end = self._noisy_slice_end(clock, cond.priority_tenant)
@@ -194,28 +278,27 @@ class InferenceRuntime:
             self.queue_t, self.queue_tenant = self.queue_t[keep], self.queue_tenant[keep]
             if chosen.size * ACTIVATION_BYTES_PER_REQUEST > cond.memory_free_bytes:
                 result.oom_events += 1
-                self._record(tenant_idx, np.full(chosen.size, clock - arrived.min() + 1e-4), "oom")
-                clock += 1e-4
+                ended.setdefault("oom", _Ended()).add(tenant_idx, arrived, clock + OOM_SECONDS, started=clock)
+                clock += OOM_SECONDS
                 continue
+            start = clock
             clock += self._batch_seconds(graph, chosen.size, cond.clock_factor)
-            served_t.append(arrived)
-            served_who.append(tenant_idx)
-            done_at.append(np.full(chosen.size, clock))
+            ended.setdefault("success", _Ended()).add(tenant_idx, arrived, clock, started=start, batch=chosen.size)
             batch_sizes.append(chosen.size)
         self.busy_until = clock
         if batch_sizes:
             self._serve(graph, model, supported, cond, batch_sizes, result)
-            self._record(np.concatenate(served_who), np.concatenate(done_at) - np.concatenate(served_t), "success")
-        self._reject_overflow(clock)
+        self._reject_overflow(clock, ended)
         if t0 >= self.next_canary:
             self._canary(graph, model, supported, cond, result)
             self.next_canary = t0 + CANARY_INTERVAL_SECONDS
         result.busy_seconds = min(result.busy_seconds, dt)
+        self._finish(t0, t1, ended, graph, cond)
         return result
 
     def _serve(self, graph: OpGraph, model: QuantizedModel, supported: frozenset[str], cond: Conditions,
                batch_sizes: list[int], result: TickResult) -> None:
-        """Run the tick's batches through the real kernels and account their ops and busy time.
+        """Run the tick's batches through the real kernels and record their ops and busy time.
 
         Rows are independent through the MLP, so the tick's batches run as one concatenated
         call (same outputs, a fraction of the Python overhead); op counts and times are still
@@ -224,12 +307,15 @@ class InferenceRuntime:
         images = self.rng.integers(0, len(self.k.x_test), size=sum(batch_sizes))
         execute(graph, model, self.k.x_test[images], supported, corrupt_output_rng=cond.corrupt_rng)
         sizes, counts = np.unique(np.asarray(batch_sizes), return_counts=True)
+        ops: dict[tuple[str, str], list[float]] = {}
         for n, times in zip(sizes.tolist(), counts.tolist(), strict=True):
             for op, placement, seconds in _op_seconds(graph, self.spec, n, cond.clock_factor):
-                acc = result.ops.setdefault((op, placement), [0, 0.0])
+                acc = ops.setdefault((op, placement), [0, 0.0])
                 acc[0] += times
                 acc[1] += seconds * times
                 result.busy_seconds += seconds * times
+        for (op, placement), (count, seconds) in ops.items():
+            self.recorder.record_ops(op, placement, int(count), seconds)
 
     def _batch_seconds(self, graph: OpGraph, n: int, clock_factor: float) -> float:
         return sum(s for _, _, s in _op_seconds(graph, self.spec, n, clock_factor))
@@ -259,34 +345,26 @@ class InferenceRuntime:
         end = start + NOISY_SHARE * NOISY_SLICE_SECONDS
         return end if clock < end else None
 
-    def _record(self, tenant_idx: np.ndarray, latencies: np.ndarray, outcome: str) -> None:
-        for i, tenant in enumerate(self.tenants):
-            mine = latencies[tenant_idx == i]
-            stats = self.stats[tenant]
-            stats.observe(mine, outcome)
-            if outcome == "success" and mine.size:
-                worst = float(mine.max())
-                prev = stats.slowest_recent
-                if prev is None or worst >= prev[1] or self.rng.random() < 0.05:
-                    stats.slowest_recent = (self.rng.bytes(16).hex(), worst)
-
     def _count_cold_starts(self, arrivals: dict[str, np.ndarray]) -> None:
         """New requests that arrive before the model is ready wait for its load: cold starts."""
         for tenant, times in arrivals.items():
-            if tenant in self.stats:
-                self.stats[tenant].cold_starts += int(np.count_nonzero(times < self.loaded_at))
+            if tenant in self.tenants:
+                self.recorder.record_cold_starts(tenant, int(np.count_nonzero(times < self.loaded_at)))
 
-    def _fail_all(self, result: TickResult) -> None:
+    def _fail_all(self, result: TickResult, ended: dict[str, _Ended]) -> None:
         if self.queue_t.size:
             result.device_errors += 1
-            self._record(self.queue_tenant, np.full(self.queue_t.size, OFFLINE_ERROR_SECONDS), "error")
+            ended.setdefault("error", _Ended()).add(self.queue_tenant, self.queue_t,
+                                                    self.queue_t + OFFLINE_ERROR_SECONDS)
         self.queue_t, self.queue_tenant = np.empty(0), np.empty(0, dtype=np.int64)
 
-    def _reject_overflow(self, now: float) -> None:
+    def _reject_overflow(self, now: float, ended: dict[str, _Ended]) -> None:
         if self.queue_t.size <= QUEUE_MAX:
             return
         drop = self.queue_t.size - QUEUE_MAX  # newest requests are turned away (backpressure)
-        self._record(self.queue_tenant[-drop:], np.maximum(now - self.queue_t[-drop:], 1e-4), "rejected")
+        arrived = self.queue_t[-drop:]
+        ended.setdefault("rejected", _Ended()).add(self.queue_tenant[-drop:], arrived,
+                                                   np.maximum(now, arrived + 1e-4))
         self.queue_t, self.queue_tenant = self.queue_t[:-drop], self.queue_tenant[:-drop]
 
     def _canary(self, graph: OpGraph, model: QuantizedModel, supported: frozenset[str], cond: Conditions,
@@ -295,13 +373,84 @@ class InferenceRuntime:
         run = execute(graph, model, self.k.x_test, supported, corrupt_output_rng=cond.corrupt_rng)
         service = 0.0
         for op, placement, seconds in _op_seconds(graph, self.spec, len(self.k.x_test), cond.clock_factor):
-            acc = result.ops.setdefault((op, placement), [0, 0.0])
-            acc[0] += 1
-            acc[1] += seconds
+            self.recorder.record_ops(op, placement, 1, seconds)
             service += seconds
         result.busy_seconds += service
-        self._record(np.array([len(self.tenants) - 1]), np.array([service]), "success")
-        self.golden_checks += len(self.k.x_test)
-        self.golden_mismatches += int(np.count_nonzero(run.predictions != self.k.golden_predictions))
+        canary = self.tenants[-1]
+        self.recorder.record_latencies(canary, np.array([service]))
         device_acc = float(np.mean(run.predictions == self.k.y_test))
-        self.accuracy_delta = max(0.0, self.k.fp32_accuracy - device_acc)
+        self.recorder.record_canary(canary, len(self.k.x_test),
+                                    int(np.count_nonzero(run.predictions != self.k.golden_predictions)),
+                                    max(0.0, self.k.fp32_accuracy - device_acc))
+
+    # -- recording ---------------------------------------------------------------------------
+    def _finish(self, t0: float, t1: float, ended: dict[str, _Ended], graph: OpGraph, cond: Conditions) -> None:
+        """Record the tick's finished requests and queue; first write the span trees the library's
+        tail rule keeps, so their trace ids go in as exemplars with their latencies."""
+        groups = {outcome: e.arrays() for outcome, e in ended.items()}
+        kept = self._trace(t0, groups, graph, cond) if self.instr.tracing and groups else {}
+        for outcome, (who, arrived, done, _, _) in groups.items():
+            latency = done - arrived
+            for i, tenant in enumerate(self.tenants):
+                mine = np.flatnonzero(who == i)
+                if mine.size:
+                    rank = {int(j): r for r, j in enumerate(mine.tolist())}
+                    exemplars = {rank[j]: tid for (o, j), tid in kept.items() if o == outcome and j in rank}
+                    self.recorder.record_latencies(tenant, latency[mine], outcome, exemplars, timestamp=t1)
+        waiting = np.bincount(self.queue_tenant, minlength=len(self.tenants)).tolist()
+        for tenant, n in zip(self.tenants, waiting, strict=True):
+            self.recorder.set_queue_length(tenant, n)
+
+    def _trace(self, t0: float, groups: dict[str, tuple[np.ndarray, ...]], graph: OpGraph,
+               cond: Conditions) -> dict[tuple[str, int], str]:
+        """Write the span trees of the requests the tail rule keeps; (outcome, index) -> trace id."""
+        outcomes = [o for o, g in groups.items() for _ in range(g[0].size)]
+        index = [j for g in groups.values() for j in range(g[0].size)]
+        latency = np.concatenate([g[2] - g[1] for g in groups.values()])
+        failed = np.array([o != "success" for o in outcomes])
+        kept: dict[tuple[str, int], str] = {}
+        for k in self.instr.policy.select(latency, failed, now=t0).tolist():
+            outcome, j = outcomes[k], index[k]
+            who, arrived, done, started, batch = (a[j] for a in groups[outcome])
+            trace_id = self.instr.write_trace(self._tree(outcome, int(who), float(arrived), float(done),
+                                                         float(started), int(batch), graph, cond))
+            if trace_id:
+                kept[(outcome, j)] = trace_id
+        return kept
+
+    def _tree(self, outcome: str, who: int, arrived: float, done: float, started: float, batch: int,
+              graph: OpGraph, cond: Conditions) -> SpanTree:
+        """One request's span tree in virtual time: where its latency went."""
+        attrs = self.instr.attributes(**{T.A_TENANT: self.tenants[who], T.A_BATCH: batch or 1,
+                                         T.A_PRECISION: PRECISION, T.A_OUTCOME: outcome})
+        if self.loaded_at is not None and arrived < self.loaded_at:
+            attrs[T.A_COLD_START] = True
+        phases: list[Phase] = []
+        error = None
+        if outcome == "success":
+            phases.append(Phase(T.QUEUE_WAIT, _ns(arrived), _ns(started)))
+            clock = {T.A_CLOCK: self.spec.clock_max_hz * cond.clock_factor, T.A_CLOCK_MAX: self.spec.clock_max_hz,
+                     T.A_THROTTLED: cond.clock_factor < 1.0}
+            t = started
+            fallbacks = []
+            for name, seconds, ops, host_op in _segments(graph, self.spec, batch, cond.clock_factor):
+                if name == T.HOST_FALLBACK_OP:
+                    fallbacks.append(host_op)
+                    span_attrs = {T.A_OP: host_op, T.A_PRECISION: "fp32"}
+                else:
+                    span_attrs = {T.A_OPS: ops, **clock}
+                phases.append(Phase(name, _ns(t), _ns(t + seconds), span_attrs))
+                t += seconds
+            if fallbacks:
+                attrs[T.A_FALLBACK_OPS] = tuple(fallbacks)
+        elif outcome == "oom":
+            error = "device memory allocation failed"
+            phases += [Phase(T.QUEUE_WAIT, _ns(arrived), _ns(started)),
+                       Phase(T.DEVICE_EXECUTE, _ns(started), _ns(done), error=error)]
+        elif outcome == "rejected":
+            error = "queue full"
+            phases.append(Phase(T.QUEUE_WAIT, _ns(arrived), _ns(done), error=error))
+        else:
+            error = "device offline"
+            phases.append(Phase(T.DEVICE_EXECUTE, _ns(arrived), _ns(done), error=error))
+        return SpanTree(T.INFERENCE, _ns(arrived), _ns(done), attrs, phases, error)

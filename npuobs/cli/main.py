@@ -16,30 +16,42 @@ from collections.abc import Sequence
 from npuobs import __version__
 from npuobs.cli.errors import CliError
 
-# Order is the order shown in --help.
-SUBCOMMANDS = ("demo", "sim", "exporter", "schema", "alerts", "dashboards", "gameday", "slo", "devices")
+# name -> one-line help, in --help order. Only the invoked subcommand's module is imported: the
+# others pull in numpy, scikit-learn, grafanalib or OpenTelemetry, and `npuobs sim inject` should
+# answer in well under a second.
+SUBCOMMAND_HELP: dict[str, str] = {
+    "demo": "run the whole stack locally: fleet, exporters, Prometheus, alerts",
+    "sim": "run a simulated NPU fleet and inject faults",
+    "exporter": "run the per-node Prometheus/OTLP exporter",
+    "schema": "print every metric npuobs emits (name, type, unit, labels)",
+    "alerts": "generate and check SLO burn-rate and device alerts, Alertmanager routing",
+    "dashboards": "generate Grafana dashboards; render them from live Prometheus",
+    "gameday": "run failure drills on the embedded stack and grade detection and routing",
+    "slo": "SLO attainment, error budget and burn-rate reports from Prometheus",
+    "devices": "list devices and their readings through a backend",
+}
+SUBCOMMANDS = tuple(SUBCOMMAND_HELP)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="npuobs",
         description="Observability and SRE toolkit for NPU fleets: simulator, exporter, alerts, dashboards.",
     )
     parser.add_argument("--version", action="version", version=f"npuobs {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"npuobs.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"npuobs.cli.{name}":
-                raise
-            continue  # subcommand not built yet
-        module.register(subparsers)
+    chosen = next((a for a in argv if a in SUBCOMMAND_HELP), None)
+    for name, help_text in SUBCOMMAND_HELP.items():
+        if name == chosen:
+            importlib.import_module(f"npuobs.cli.{name}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -18,8 +18,6 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 INT8_MAX = 127
 """Symmetric INT8 range [-127, 127]: -128 is never produced, so negation cannot overflow."""
@@ -70,6 +68,11 @@ def load_dataset(seed: int = 0) -> Dataset:
     Calibration is held out from training so that the INT8 scales are fitted on data the FP32
     model has not memorised, as in a real post-training-quantization flow.
     """
+    # scikit-learn is imported here, not at module level: it costs ~1 s and only the first
+    # dataset load (cached) needs it, not every CLI invocation that touches the simulator.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)  # pixel intensities are 0..16
     y = digits.target.astype(np.int64)

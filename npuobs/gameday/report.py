@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from npuobs.gameday.grader import SeenAlert
 from npuobs.gameday.promeval import AlertInterval
+from npuobs.gameday.runner import GameDayResult
 from npuobs.gameday.soak import SoakResult
 
 _LABELS_SHOWN = ("node", "device", "slo", "vendor", "model", "component")
@@ -138,3 +140,122 @@ def write_report(path: Path, markdown: str, doc: dict[str, Any]) -> None:
         path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     else:
         path.write_text(markdown, encoding="utf-8")
+
+
+# -- game day ---------------------------------------------------------------------------------------------
+
+_SCENARIO_HEADER = ("scenario", "injected", "first alert", "detected in", "receiver", "runbook", "resolved after clear",
+                    "unexpected", "verdict")
+_MATRIX_HEADER = ("scenario", "expected alert", "expected severity -> receiver", "got", "verdict")
+
+
+def _clock(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+
+
+def _scenario_rows(r: GameDayResult, strict: bool) -> list[list[str]]:
+    rows = []
+    for s in r.scenarios:
+        first = f"{s.first_alert.alertname} ({s.first_alert.severity})" if s.first_alert else "-"
+        delivered = [e.delivery for e in s.expects if e.delivery]
+        receivers = ", ".join(sorted({d.receiver for d in delivered})) or "-"
+        runbooks = ", ".join(sorted({d.runbook.rsplit("/", 1)[-1] for d in delivered})) or "-"
+        if s.cleared_at is None:
+            resolved = "n/a"
+        elif not s.expects:
+            resolved = "-"
+        else:
+            resolved = fmt_seconds(s.resolve_seconds) if s.resolve_seconds is not None \
+                else f"> {fmt_seconds(r.options.resolve_timeout)}"
+        unexpected = ", ".join(f"{a.alertname}/{a.severity}" for a in s.unexpected) or "none"
+        rows.append([s.scenario.name, _clock(s.injected_at), first, fmt_seconds(s.detect_seconds), receivers,
+                     runbooks, resolved, unexpected, s.verdict(strict)])
+    return rows
+
+
+def _matrix_rows(r: GameDayResult) -> list[list[str]]:
+    rows = []
+    for s in r.scenarios:
+        if not s.expects:
+            got = "quiet" if not s.unexpected else ", ".join(a.alertname for a in s.unexpected)
+            rows.append([s.scenario.name, "(none)", "-", got, "ok" if not s.unexpected else "noisy"])
+        for e in s.expects:
+            x = e.expect
+            if e.alert is None:
+                got = "nothing"
+            else:
+                receiver = e.delivery.receiver if e.delivery else "no PagerDuty event"
+                got = f"{e.alert.alertname}/{e.alert.severity} -> {receiver}"
+            verdict = e.verdict + (f" ({'; '.join(e.problems)})" if e.problems and e.alert else "")
+            rows.append([s.scenario.name, x.alertname, f"{x.severity} -> {x.receiver}", got, verdict])
+    return rows
+
+
+def _gameday_head(r: GameDayResult, strict: bool) -> tuple[str, list[tuple[str, str]]]:
+    o = r.options
+    failed = [s.scenario.name for s in r.scenarios if s.verdict(strict) != "ok"]
+    status = "PASS" if not failed else f"FAIL ({', '.join(failed)})"
+    facts = [
+        ("result", status),
+        ("scenarios", str(len(r.scenarios))),
+        ("wall time", fmt_seconds(r.wall_seconds)),
+        ("fleet speed", f"{o.speed:g} virtual s per wall s"),
+        ("alert for: cap", o.for_cap or "none (generated values)"),
+        ("scrape / evaluation / group_wait / group_interval",
+         f"{o.timing.scrape_interval} / {o.timing.evaluation_interval} / {o.timing.group_wait} / "
+         f"{o.timing.group_interval}"),
+        ("rules", str(o.rules_dir) if o.rules_dir else "generated from the SLO spec"),
+    ]
+    return status, facts
+
+
+def gameday_text(r: GameDayResult, strict: bool = False) -> str:
+    status, facts = _gameday_head(r, strict)
+    return "\n".join([f"npuobs gameday: {status}", "", text_table(_SCENARIO_HEADER, _scenario_rows(r, strict)), "",
+                      "coverage matrix:", text_table(_MATRIX_HEADER, _matrix_rows(r))]) + "\n"
+
+
+def gameday_markdown(r: GameDayResult, strict: bool = False) -> str:
+    status, facts = _gameday_head(r, strict)
+    return "\n".join([f"## Game day: {status}", "", markdown_table(("figure", "value"), facts), "",
+                      "### Scenarios", "", markdown_table(_SCENARIO_HEADER, _scenario_rows(r, strict)), "",
+                      "### Coverage matrix", "", markdown_table(_MATRIX_HEADER, _matrix_rows(r)), ""])
+
+
+def _seen(a: SeenAlert | None) -> dict[str, Any] | None:
+    if a is None:
+        return None
+    return {"labels": a.labels, "first_pending": a.first_pending, "first_firing": a.first_firing, "gone_at": a.gone_at}
+
+
+def gameday_json(r: GameDayResult, strict: bool = False) -> dict[str, Any]:
+    o = r.options
+    return {
+        "kind": "gameday",
+        "passed": r.passed(strict),
+        "started_at": r.started_at,
+        "wall_seconds": r.wall_seconds,
+        "speed": o.speed,
+        "for_cap": o.for_cap,
+        "scenarios": [{
+            "name": s.scenario.name,
+            "title": s.scenario.title,
+            "failure_mode": s.scenario.failure_mode,
+            "verdict": s.verdict(strict),
+            "injected_at": s.injected_at,
+            "cleared_at": s.cleared_at,
+            "detect_seconds": s.detect_seconds,
+            "resolve_seconds": s.resolve_seconds,
+            "first_alert": _seen(s.first_alert),
+            "expected": [{
+                "alertname": e.expect.alertname, "severity": e.expect.severity, "receiver": e.expect.receiver,
+                "failure_mode": e.expect.failure_mode, "verdict": e.verdict, "problems": e.problems,
+                "alert": _seen(e.alert),
+                "delivered_to": e.delivery.receiver if e.delivery else None,
+                "delivered_at": e.delivery.at if e.delivery else None,
+                "runbook": e.delivery.runbook if e.delivery else None,
+                "resolve_delivered_at": e.resolved_delivery.at if e.resolved_delivery else None,
+            } for e in s.expects],
+            "unexpected": [_seen(a) for a in s.unexpected],
+        } for s in r.scenarios],
+    }

@@ -1,0 +1,136 @@
+"""``npuobs gameday``: failure-mode drills on the embedded stack, or a virtual-time soak (``--soak 24h``).
+
+Exit status: 0 when every scenario was detected with the expected alert, severity, receiver and
+runbook (soak: when nothing paged); 1 when one was missed or misrouted (soak: any page); 2 on bad
+input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from npuobs.cli.errors import CliError
+from npuobs.durations import parse_duration
+from npuobs.simulator.loadgen import LoadProfile
+from npuobs.stack.proc import StackError
+
+
+def _duration(text: str) -> float:
+    try:
+        return float(parse_duration(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration like 30s, 10m or 24h: {text!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from npuobs.gameday.scenarios import SCENARIOS
+
+    p = subparsers.add_parser(
+        "gameday", help="run failure-mode drills against the real stack, or a virtual-time soak",
+        description="Game days: inject each failure mode into the embedded stack (simulated fleet, exporters, "
+                    "real Prometheus + Alertmanager, PagerDuty sink) and grade detection, severity, routing and "
+                    "runbook. --soak runs healthy diurnal load in virtual time and counts pages.")
+    p.add_argument("--scenario", action="append", choices=tuple(SCENARIOS), metavar="NAME",
+                   help="run only this scenario (repeatable; default: all). One of: " + ", ".join(SCENARIOS))
+    p.add_argument("--list", action="store_true", help="list the scenarios and what each expects, then exit")
+    p.add_argument("--report", type=Path, help="write the report here (.json: JSON, anything else: Markdown)")
+    p.add_argument("--json", type=Path, help="also write the JSON report here")
+    p.add_argument("--rules", type=Path,
+                   help="directory with recording-rules.yaml, slo-alerts.yaml, device-alerts.yaml to test instead "
+                        "of the rules generated from --slo")
+    p.add_argument("--slo", type=Path, help="SLO spec the rules are generated from (default alerts/slo.yaml)")
+    p.add_argument("--speed", type=float, default=10.0,
+                   help="drills: virtual seconds per wall second of the fleet (default 10)")
+    p.add_argument("--for-cap", default="30s",
+                   help="drills: cap every alert's for: at this, so a drill does not wait 15 minutes (default 30s)")
+    p.add_argument("--detect-timeout", type=_duration, default=240.0,
+                   help="drills: give up on a scenario's expected alerts after this long (default 4m)")
+    p.add_argument("--resolve-timeout", type=_duration, default=90.0,
+                   help="drills: wait at most this long for alerts to resolve after clearing (default 90s)")
+    p.add_argument("--strict", action="store_true", help="drills: unexpected alerts fail the scenario too")
+    p.add_argument("--workdir", type=Path, help="keep the stack's or soak's files here (default: a temp dir)")
+    soak = p.add_argument_group("soak (virtual time)")
+    soak.add_argument("--soak", type=_duration, metavar="DURATION",
+                      help="run a soak of this much virtual time (e.g. 24h) instead of drills")
+    soak.add_argument("--noise", action="store_true",
+                      help="add brief background blips that must not page (device offline 20s, 1 min of heat ...)")
+    soak.add_argument("--blips-per-hour", type=float, default=0.5, help="blip rate with --noise (default 0.5)")
+    soak.add_argument("--rate", type=float, help="mean requests/s per device (default 150)")
+    soak.add_argument("--tick", type=float, default=5.0, help="simulator tick, virtual seconds (default 5)")
+    soak.add_argument("--scrape-interval", type=_duration, default=30.0, help="virtual scrape interval (default 30s)")
+    soak.add_argument("--eval-interval", type=_duration, default=60.0, help="rule evaluation interval (default 1m)")
+    soak.add_argument("--seed", type=int, default=0, help="simulator and blip seed (default 0)")
+    soak.add_argument("--workers", type=int, default=2, help="simulator processes, one node each (default 2)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        return _list()
+    if args.soak is not None:
+        return _soak(args)
+    return _drills(args)
+
+
+def _list() -> int:
+    from npuobs.gameday.report import text_table
+    from npuobs.gameday.scenarios import SCENARIOS
+
+    rows = [(s.name, s.title, ", ".join(f"{e.alertname}/{e.severity}" for e in s.expect) or "(none: must stay quiet)")
+            for s in SCENARIOS.values()]
+    print(text_table(("scenario", "what", "expected alerts"), rows))
+    return 0
+
+
+def _write(args: argparse.Namespace, markdown: str, doc: dict) -> None:
+    from npuobs.gameday.report import write_report
+
+    if args.report:
+        write_report(args.report, markdown, doc)
+    if args.json:
+        write_report(args.json.with_suffix(".json"), markdown, doc)
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from npuobs.gameday.report import soak_json, soak_markdown, soak_text
+    from npuobs.gameday.soak import SoakOptions, run_soak
+
+    defaults = SoakOptions()
+    if args.tick <= 0 or args.scrape_interval % args.tick:
+        raise CliError(f"--scrape-interval must be a multiple of --tick ({args.tick:g}s)")
+    load = defaults.fleet.load
+    if args.rate is not None:
+        load = LoadProfile(load.kind, args.rate, load.tenant_weights)
+    fleet = replace(defaults.fleet, load=load, seed=args.seed, tick_seconds=args.tick)
+    options = SoakOptions(duration=args.soak, fleet=fleet, scrape_interval=args.scrape_interval,
+                          eval_interval=args.eval_interval, noise=args.noise, blips_per_hour=args.blips_per_hour,
+                          workers=args.workers, rules_dir=args.rules, slo_spec=args.slo or defaults.slo_spec)
+    print(f"npuobs gameday: soaking {args.soak:g}s of virtual time (this takes minutes) ...", file=sys.stderr)
+    try:
+        result = run_soak(options, args.workdir)
+    except (StackError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    sys.stdout.write(soak_text(result))
+    _write(args, soak_markdown(result), soak_json(result))
+    return 1 if result.pages else 0
+
+
+def _drills(args: argparse.Namespace) -> int:
+    from npuobs.gameday.report import gameday_json, gameday_markdown, gameday_text
+    from npuobs.gameday.runner import DrillOptions, run_drills
+    from npuobs.gameday.scenarios import SCENARIOS
+
+    names = args.scenario or list(SCENARIOS)
+    options = DrillOptions(speed=args.speed, for_cap=args.for_cap, detect_timeout=args.detect_timeout,
+                           resolve_timeout=args.resolve_timeout, rules_dir=args.rules, slo_spec=args.slo)
+    try:
+        result = run_drills([SCENARIOS[n] for n in names], options, args.workdir,
+                            progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except (StackError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    sys.stdout.write(gameday_text(result))
+    _write(args, gameday_markdown(result), gameday_json(result))
+    return 0 if result.passed(strict=args.strict) else 1

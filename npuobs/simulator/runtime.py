@@ -203,9 +203,10 @@ class InferenceRuntime:
             sink=self.store, tracer_provider=tracing.tracer_provider, node=node, device=device, vendor=spec.vendor,
             model=model_name, slo_latency_seconds=tracing.slo_latency_seconds,
             head_sample_ratio=tracing.head_sample_ratio, max_traces_per_second=tracing.max_traces_per_second,
-            # sampling draws from its own stream, so turning tracing on never changes what is simulated
+            # sampling (and ids) draw from their own streams: tracing never changes what is simulated
             seed=zlib.crc32(f"{seed}/{node}/{device}".encode()))
         self.recorder = self.instr.recorder
+        self._untraced_ids = np.random.default_rng(zlib.crc32(f"ids/{seed}/{node}/{device}".encode()))
         self.queue_t = np.empty(0)  # arrival times of waiting requests
         self.queue_tenant = np.empty(0, dtype=np.int64)
         self.busy_until = 0.0
@@ -388,7 +389,7 @@ class InferenceRuntime:
         """Record the tick's finished requests and queue; first write the span trees the library's
         tail rule keeps, so their trace ids go in as exemplars with their latencies."""
         groups = {outcome: e.arrays() for outcome, e in ended.items()}
-        kept = self._trace(t0, groups, graph, cond) if self.instr.tracing and groups else {}
+        kept = self._trace(t0, groups, graph, cond) if groups else {}
         for outcome, (who, arrived, done, _, _) in groups.items():
             latency = done - arrived
             for i, tenant in enumerate(self.tenants):
@@ -403,7 +404,12 @@ class InferenceRuntime:
 
     def _trace(self, t0: float, groups: dict[str, tuple[np.ndarray, ...]], graph: OpGraph,
                cond: Conditions) -> dict[tuple[str, int], str]:
-        """Write the span trees of the requests the tail rule keeps; (outcome, index) -> trace id."""
+        """Write the span trees of the requests the tail rule keeps; (outcome, index) -> trace id.
+
+        With tracing off the same requests are kept and get a trace id of their own, so the
+        published exemplars (which dashboards link from) do not depend on a trace backend
+        being configured; only with tracing on do those ids name exported traces.
+        """
         outcomes = [o for o, g in groups.items() for _ in range(g[0].size)]
         index = [j for g in groups.values() for j in range(g[0].size)]
         latency = np.concatenate([g[2] - g[1] for g in groups.values()])
@@ -411,6 +417,9 @@ class InferenceRuntime:
         kept: dict[tuple[str, int], str] = {}
         for k in self.instr.policy.select(latency, failed, now=t0).tolist():
             outcome, j = outcomes[k], index[k]
+            if not self.instr.tracing:
+                kept[(outcome, j)] = self._untraced_ids.bytes(16).hex()
+                continue
             who, arrived, done, started, batch = (a[j] for a in groups[outcome])
             trace_id = self.instr.write_trace(self._tree(outcome, int(who), float(arrived), float(done),
                                                          float(started), int(batch), graph, cond))

@@ -74,7 +74,8 @@ def test_histogram_le_labels_match_the_alert_rules(fleet_stack) -> None:
 
 def test_reset_counter_survives_exporter_restarts_and_counts_every_reset(fleet_stack) -> None:
     """Inject resets around two exporter restarts; Prometheus sees a monotonic counter with every reset."""
-    prom, node, device, reason = fleet_stack.prometheus, "node-b", "3", "user"
+    # node-a/1: other suites inject on node-b/3 in the same session
+    prom, node, device, reason = fleet_stack.prometheus, "node-a", "1", "user"
     selector = f'npu_resets_total{{node="{node}",device="{device}",reason="{reason}"}}'
     start = time.time()
     before = float(prom.wait_for(selector, timeout=10)[0]["value"][1])

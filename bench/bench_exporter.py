@@ -99,7 +99,7 @@ def make_state(devices: int, root: Path) -> Path:
 
 def start_exporter(state: Path, workdir: Path) -> tuple[ManagedProcess, int]:
     port = free_port()
-    proc = ManagedProcess([sys.executable, "-m", "npuobs.exporter", "--backend", "sim",
+    proc = ManagedProcess([sys.executable, "-m", "npuobs.cli.main", "exporter", "--backend", "sim",
                            "--state-dir", str(state), "--node", NODE, "--listen", f"127.0.0.1:{port}",
                            "--interval", "5"], workdir / f"exporter-{port}.log", name="npuobs-exporter").start()
     wait_http_ok(f"http://127.0.0.1:{port}/ready", 30, process=proc)

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The exporter's flags, shared by ``npuobs exporter`` and ``python -m npuobs.exporter``."""
+    """The exporter's flags (kept apart from ``register`` so tools can build the same parser)."""
     p.add_argument("--backend", choices=registry.names(), help="device backend (config key: backend)")
     p.add_argument("--config", type=Path, help="exporter YAML config; flags override its keys")
     p.add_argument("--listen", help=f"host:port to serve on (default {DEFAULT_LISTEN})")

@@ -22,9 +22,6 @@ Layout: ``config`` (YAML + flags), ``sampler`` (background sampling with a timeo
 ``webconfig`` (exporter-toolkit web-config), ``podresources/`` (kubelet pod attribution),
 ``otlp`` (OTLP push), ``logs`` (JSON-lines logging), ``app`` (the :class:`Exporter`).
 Behaviour and flags: docs/exporter.md.
-
-Run it alone with ``python -m npuobs.exporter --backend ...`` (same flags as ``npuobs exporter``):
-that process imports only the exporter, not the simulator or dashboards the full CLI loads.
 """
 
 from __future__ import annotations
@@ -41,7 +38,7 @@ __all__ = ["ConfigError", "Exporter", "ExporterConfig", "OtlpConfig", "PodResour
 
 def __getattr__(name: str) -> Any:
     # Exporter pulls in prometheus_client and the HTTP server; load it on first use so that
-    # `npuobs <any subcommand>` (whose parser imports this package) stays light.
+    # importing the config (the CLI parser, the demo's config handling) stays light.
     if name == "Exporter":
         from npuobs.exporter.app import Exporter
 

@@ -20,11 +20,8 @@ class PanelQuery:
     dashboard: str  # uid
     panel_id: int
     panel_title: str
-    panel_type: str
     ref_id: str
     expr: str
-    legend: str
-    instant: bool
     exemplar: bool
 
     @property
@@ -42,8 +39,7 @@ def panels(dashboard: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def panel_queries(dashboard: Mapping[str, Any]) -> list[PanelQuery]:
-    return [PanelQuery(dashboard["uid"], p["id"], p.get("title", ""), p["type"], t["refId"], t["expr"],
-                       t.get("legendFormat", ""), bool(t.get("instant")), bool(t.get("exemplar")))
+    return [PanelQuery(dashboard["uid"], p["id"], p.get("title", ""), t["refId"], t["expr"], bool(t.get("exemplar")))
             for p in panels(dashboard) for t in p.get("targets", [])]
 
 
@@ -75,7 +71,8 @@ def substitute(expr: str, values: Mapping[str, str]) -> str:
 
 
 def builtins(rate_interval: str, range_: str) -> dict[str, str]:
-    """Grafana's own variables, for running a query outside Grafana."""
+    """Grafana's own variables, for running a query outside Grafana (``$__interval``, the step, is
+    given the rate interval: outside Grafana there is no panel width to derive it from)."""
     return {"__rate_interval": rate_interval, "__interval": rate_interval, "__range": range_}
 
 

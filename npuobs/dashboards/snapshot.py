@@ -57,6 +57,10 @@ class SnapshotError(RuntimeError):
     """Prometheus unreachable or answering with an error for the whole run (not one query)."""
 
 
+class QueryError(ValueError):
+    """Prometheus rejected one query (bad PromQL); reported on the panel, the run goes on."""
+
+
 class PrometheusAPI:
     """The two query endpoints of Prometheus' HTTP API."""
 
@@ -91,10 +95,6 @@ class PrometheusAPI:
                                                  "step": f"{step:g}"})
 
 
-class QueryError(ValueError):
-    """Prometheus rejected one query (bad PromQL); reported on the panel, the run goes on."""
-
-
 @dataclass
 class Series:
     name: str
@@ -115,6 +115,7 @@ class PanelResult:
 
 _SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 _IEC = ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB"))
+_SUBUNIT_SUFFIXES = frozenset({"s", "W", "J", "Hz"})  # ms and mW read naturally; "mreq/s" does not
 _CURRENCY = {"currencyUSD": "$", "currencyEUR": "€", "currencyGBP": "£", "currencyJPY": "¥", "currencyKRW": "₩",
              "currencyCNY": "¥"}
 
@@ -123,7 +124,7 @@ def _si(value: float, suffix: str, decimals: int | None) -> str:
     for size, prefix in _SI:
         if abs(value) >= size:
             return f"{value / size:.{2 if decimals is None else decimals}f} {prefix}{suffix}".rstrip()
-    if value and abs(value) < 1 and suffix:
+    if value and abs(value) < 1 and suffix in _SUBUNIT_SUFFIXES:
         for size, prefix in ((1e-3, "m"), (1e-6, "µ")):
             if abs(value) >= size:
                 return f"{value / size:.{2 if decimals is None else decimals}f} {prefix}{suffix}"
@@ -244,6 +245,8 @@ def draw_timeseries(ax: Axes, result: PanelResult) -> None:
     if series and min(min(s.values) for s in series) >= 0:
         ax.set_ylim(bottom=0)  # like Grafana: a non-negative quantity is not drawn around a negative axis
     span = max((s.times[-1] - s.times[0]).total_seconds() for s in series) if series else 0
+    width = result.panel["gridPos"]["w"]
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=2, maxticks=max(3, width // 2)))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S" if span < 600 else "%H:%M"))
     if custom.get("axisLabel"):
         ax.set_ylabel(custom["axisLabel"], color=MUTED, fontsize=7)
@@ -274,9 +277,8 @@ def draw_stat(ax: Axes, result: PanelResult) -> None:
     columns = min(len(cells), 8)
     rows = math.ceil(len(cells) / columns)
     for i, (name, value) in enumerate(cells):
-        steps = defaults["thresholds"]["steps"]
-        if name in overrides:
-            steps = next(p["value"]["steps"] for p in overrides[name]["properties"] if p["id"] == "thresholds")
+        steps = next((p["value"]["steps"] for p in overrides.get(name, {}).get("properties", [])
+                      if p["id"] == "thresholds"), defaults["thresholds"]["steps"])
         mapped = _mapped(value, defaults.get("mappings", []))
         text, color = mapped or (format_value(value, unit, decimals), threshold_color(value, steps))
         col, row = i % columns, i // columns

@@ -50,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drills: give up on a scenario's expected alerts after this long (default 4m)")
     p.add_argument("--resolve-timeout", type=_duration, default=90.0,
                    help="drills: wait at most this long for alerts to resolve after clearing (default 90s)")
+    p.add_argument("--warmup", type=_duration, default=30.0,
+                   help="drills: let the stack run this long before the first drill (default 30s)")
     p.add_argument("--strict", action="store_true", help="drills: unexpected alerts fail the scenario too")
     p.add_argument("--workdir", type=Path, help="keep the stack's or soak's files here (default: a temp dir)")
     soak = p.add_argument_group("soak (virtual time)")
@@ -125,7 +127,8 @@ def _drills(args: argparse.Namespace) -> int:
 
     names = args.scenario or list(SCENARIOS)
     options = DrillOptions(speed=args.speed, for_cap=args.for_cap, detect_timeout=args.detect_timeout,
-                           resolve_timeout=args.resolve_timeout, rules_dir=args.rules, slo_spec=args.slo)
+                           resolve_timeout=args.resolve_timeout, warmup_seconds=args.warmup, rules_dir=args.rules,
+                           slo_spec=args.slo)
     try:
         result = run_drills([SCENARIOS[n] for n in names], options, args.workdir,
                             progress=lambda line: print(line, file=sys.stderr, flush=True))

@@ -17,6 +17,7 @@ from npuobs.gameday.grader import SeenAlert
 from npuobs.gameday.promeval import AlertInterval
 from npuobs.gameday.runner import GameDayResult
 from npuobs.gameday.soak import SoakResult
+from npuobs.gameday.tables import markdown_table, text_table
 
 _LABELS_SHOWN = ("node", "device", "slo", "vendor", "model", "component")
 
@@ -41,20 +42,6 @@ def utc(ts: float) -> str:
 
 def short_labels(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={labels[k]}" for k in _LABELS_SHOWN if labels.get(k))
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
 
 
 # -- soak -------------------------------------------------------------------------------------------------

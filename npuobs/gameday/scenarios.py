@@ -83,7 +83,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("F4", "memory OOM: a leak fills device memory", "F4", (("node-a", "3"),), (Step("inject", "F4"),),
        (Expect("NpuOutOfMemory", TICKET, "F4"),), (*_ERRORS, *_SLOW)),
     Scenario("F5", "unsupported op: CPU fallback", "F5", (("node-b", "0"),), (Step("inject", "F5"),),
-       (Expect("NpuCpuFallbackHigh", TICKET, "F5"),), (*_SLOW, "NpuNoisyNeighbour")),
+       (Expect("NpuCpuFallbackHigh", TICKET, "F5"),),
+       # the host runs the op in FP32 on dequantized data, not bit-identical to the device's INT8 path:
+       # borderline canary images flip (1 in 360), and NpuIncorrectOutputs pages on any golden mismatch
+       (*_SLOW, *_WRONG, "NpuNoisyNeighbour", "NpuIncorrectOutputs")),
     Scenario("F6", "driver/firmware mismatch on one device", "F6", (("node-b", "2"),), (Step("inject", "F6"),),
        (Expect("NpuVersionNotAllowed", TICKET, "F6"),), ("NpuVersionMismatch",)),
     Scenario("F7", "noisy neighbour: one tenant floods a shared device", "F7", (("node-a", "2"),),

@@ -11,6 +11,9 @@ devices from its own :class:`~npuobs.exporter.Exporter` on a free loopback port:
         runner.clear("F2")
         runner.restart_exporter("node-a")   # same port: Prometheus sees one target restart
 
+Each node also gets a simulated kubelet (:mod:`npuobs.stack.kubelet`, the real PodResources gRPC
+API on a unix socket), so exporters attribute devices to pods exactly as on a cluster.
+
 Faults go through the fleet's control file (``FaultBook``), exactly as ``npuobs sim inject`` from
 another process would, stamped with the fleet's virtual time.
 """
@@ -18,6 +21,8 @@ another process would, stamped with the fleet's virtual time.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,9 +30,11 @@ from types import TracebackType
 from typing import Any
 
 from npuobs.exporter import Exporter, ExporterConfig
+from npuobs.exporter.config import PodResourcesConfig
 from npuobs.simulator.clock import VirtualClock
 from npuobs.simulator.faults import Fault
 from npuobs.simulator.fleet import Fleet, FleetConfig
+from npuobs.stack.kubelet import SimulatedKubelet
 
 
 class FleetRunner:
@@ -48,6 +55,8 @@ class FleetRunner:
         self.exporter_options = dict(exporter_options or {})
         self.fleet: Fleet | None = None
         self.exporters: dict[str, Exporter] = {}
+        self.kubelets: dict[str, SimulatedKubelet] = {}
+        self._socket_dir: Path | None = None  # short path: unix socket paths are limited to 107 bytes
         self._ports: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,6 +72,10 @@ class FleetRunner:
         self._thread = threading.Thread(target=self._run, name="npuobs-fleet", daemon=True)
         self._thread.start()
         try:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="npuobs-kubelet-"))
+            for node in self.config.nodes:
+                self.kubelets[node.name] = SimulatedKubelet(
+                    self._socket_dir / f"{node.name}.sock", node, self.config.load.tenants, self.config.model).start()
             for node in self.nodes:
                 self._start_exporter(node, 0)
         except BaseException:
@@ -80,7 +93,8 @@ class FleetRunner:
 
     def _start_exporter(self, node: str, port: int) -> Exporter:
         config = ExporterConfig(backend="sim", node=node, state_dir=self.state_dir, listen=f"{self.host}:{port}",
-                                interval=self.interval)
+                                interval=self.interval,
+                                podresources=PodResourcesConfig(socket=self.kubelets[node].socket, timeout=1.0))
         config = dataclasses.replace(config, **self.exporter_options)
         exporter = Exporter(config).start()
         self.exporters[node] = exporter
@@ -96,6 +110,12 @@ class FleetRunner:
         for exporter in self.exporters.values():
             exporter.stop()
         self.exporters.clear()
+        for kubelet in self.kubelets.values():
+            kubelet.stop()
+        self.kubelets.clear()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)

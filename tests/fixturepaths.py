@@ -1,9 +1,10 @@
 """Where the shared vendor fixtures live, for every backend test (plus a tiny HTTP server for
 backends that read a vendor exporter's ``/metrics``).
 
-The fixtures are real tool outputs kept outside the repository (``/work/shared/fixtures`` next to
-the checkout, or ``shared/fixtures`` inside a copied tree); ``NPUOBS_SHARED_DIR`` points at the
-``shared`` folder when neither layout applies. Tests must never edit these files.
+The fixtures are real tool outputs kept outside the repository (``../shared/fixtures`` next to the
+checkout); ``tests/shared/fixtures`` is a byte-for-byte copy so a clone tests on its own (a test
+checks the copy against the original wherever both exist); ``NPUOBS_SHARED_DIR`` points at another
+``shared`` folder. Tests must never edit these files.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 def _find_fixtures() -> Path:
     here = Path(__file__).resolve()
-    candidates = [here.parents[2] / "shared" / "fixtures", here.parents[1] / "shared" / "fixtures"]
+    candidates = [here.parents[2] / "shared" / "fixtures", here.parent / "shared" / "fixtures"]
     env = os.environ.get("NPUOBS_SHARED_DIR")
     if env:
         candidates.append(Path(env) / "fixtures")

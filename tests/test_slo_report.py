@@ -1,6 +1,6 @@
 """``npuobs slo report`` against a real Prometheus holding backfilled data from the simulated fleet.
 
-Device 1 goes offline for 5 of 40 virtual minutes: availability must show the burn, the device and
+Device 1 goes offline for 5 of 30 virtual minutes: availability must show the burn, the device and
 the failure mode behind it; the other SLOs stay within budget. Everything is read through the
 recording rules the generator writes, backfilled with promtool at their own intervals.
 """
@@ -27,8 +27,8 @@ def backfilled(promtool_bin: str, prometheus_bin: str,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TsdbEvaluator, Recording]]:
     work = tmp_path_factory.mktemp("slo")
     fleet = replace(FleetConfig.single_node(2, seed=1), load=LoadProfile(rate_per_device=20), tick_seconds=5.0)
-    offline = Action(1200, "inject", node="node-0", device="1", fault="F1", duration=300)
-    rec = record(fleet, 2400, work / "om", [offline], RecordOptions(scrape_interval=15, workers=1))
+    offline = Action(900, "inject", node="node-0", device="1", fault="F1", duration=300)
+    rec = record(fleet, 1800, work / "om", [offline], RecordOptions(scrape_interval=15, workers=1))
     evaluator = TsdbEvaluator(work / "tsdb", rule_files(SoakOptions(), work), eval_interval=60)
     evaluator.backfill(rec.files)
     evaluator.start()
@@ -51,10 +51,10 @@ def test_json_report_shows_the_burn_the_device_and_the_failure_mode(
     assert list(slos) == ["digits-mlp-availability", "digits-mlp-latency", "digits-mlp-accuracy"]
     avail = slos["digits-mlp-availability"]
     assert avail["objective"] == pytest.approx(0.999) and avail["period"] == "30d"
-    # half the traffic failed for 5 of 40 minutes: ~6 % errors, far beyond a 0.1 % budget
+    # half the traffic failed for 5 of 30 minutes: ~8 % errors, far beyond a 0.1 % budget
     assert 0.9 < avail["attainment"] < 0.97 and avail["error_budget_remaining"] < 0
     assert set(avail["burn_rates"]) == {"5m", "30m", "1h", "2h", "6h", "1d", "3d"}
-    assert avail["burn_rates"]["5m"] == 0  # the outage ended 15 minutes before the report
+    assert avail["burn_rates"]["5m"] == 0  # the outage ended 10 minutes before the report
     assert avail["burn_rates"]["30m"] > 14.4
     assert avail["top_devices"][0]["what"] == "node-0/1" and avail["top_devices"][0]["share"] == 1.0
     assert avail["top_failure_modes"][0]["what"] == "F1 device errors"
@@ -68,7 +68,7 @@ def test_table_markdown_and_a_shorter_period(backfilled: tuple[TsdbEvaluator, Re
     evaluator, rec = backfilled
     assert evaluator.prometheus is not None
     table = _report(capsys, evaluator.prometheus.url, "--at", str(rec.end))
-    assert table.startswith("SLO report at 2026-01-01T00:40:00+00:00")
+    assert table.startswith("SLO report at 2026-01-01T00:30:00+00:00")
     assert "digits-mlp-availability" in table and "node-0/1 100%" in table
     md = _report(capsys, evaluator.prometheus.url, "--at", str(rec.end), "--format", "markdown", "--period", "1h")
     row = next(line for line in md.splitlines() if line.startswith("| digits-mlp-availability"))

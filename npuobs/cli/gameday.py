@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drills: virtual seconds per wall second of the fleet (default 10)")
     p.add_argument("--for-cap", default="30s",
                    help="drills: cap every alert's for: at this, so a drill does not wait 15 minutes (default 30s)")
-    p.add_argument("--detect-timeout", type=_duration, default=240.0,
-                   help="drills: give up on a scenario's expected alerts after this long (default 4m)")
+    p.add_argument("--detect-timeout", type=_duration, default=360.0,
+                   help="drills: give up on a scenario's expected alerts after this long (default 6m)")
     p.add_argument("--resolve-timeout", type=_duration, default=90.0,
                    help="drills: wait at most this long for alerts to resolve after clearing (default 90s)")
     p.add_argument("--warmup", type=_duration, default=30.0,

@@ -41,7 +41,7 @@ from npuobs.stack.proc import StackError
 class DrillOptions:
     speed: float = 10.0
     for_cap: str | None = "30s"
-    detect_timeout: float = 240.0
+    detect_timeout: float = 360.0  # a 5-minute rate window must fill past its threshold (F5: ~3.5 min)
     resolve_timeout: float = 90.0
     warmup_seconds: float = 30.0  # let rate windows fill and start-up alerts settle before the first drill
     poll_seconds: float = 1.0

@@ -78,7 +78,7 @@ class Options:
     policy: str = DEFAULT_POLICY
     thresholds: Thresholds = THRESHOLDS
     runbook_base_url: str = cv.DEFAULT_RUNBOOK_BASE_URL
-    known_alerts: frozenset[str] = field(default_factory=frozenset)
+    known_alerts: frozenset[str] = field(default_factory=frozenset)  # runbook links must name one (empty: unchecked)
     cost_per_kwh: float = 0.15
     cost_per_device_hour: float = 1.50
     currency_unit: str = "currencyUSD"
@@ -87,7 +87,7 @@ class Options:
     prometheus_url: str = "http://prometheus:9090"
     scrape_interval: str = "15s"  # the datasource's timeInterval: Grafana sizes $__rate_interval from it
     tempo_url: str = "http://tempo:3200"
-    trace_url: str = field(default_factory=lambda: tempo_explore_url())  # {trace_id}: the exemplar's trace ID
+    trace_url: str = field(default_factory=tempo_explore_url)  # one trace's URL; {trace_id} = the exemplar's ID
 
 
 # --- targets and variables ---------------------------------------------------------------------

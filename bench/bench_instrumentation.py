@@ -1,16 +1,23 @@
-"""Per-inference overhead of npuobs.instrumentation, side by side with an uninstrumented loop.
+"""Per-inference overhead of npuobs.instrumentation, side by side with an uninstrumented loop;
+and what tracing costs the simulator, which records through the same library.
 
-Each variant runs the same request body (queue wait, preprocess, device execution, postprocess,
-as empty phases or with a fixed amount of work) ``--requests`` times; the overhead is the variant's
-time per request minus the uninstrumented loop's, median of ``--repeats`` runs. Variants:
+Server side: each variant runs the same request body (queue wait, preprocess, device execution,
+postprocess, as empty phases) ``--requests`` times; the overhead is the variant's CPU time per
+request minus the uninstrumented loop's, median (and best) of ``--repeats`` runs. Variants:
 
-- metrics only (tracing off): prometheus_client metrics, no tracer provider;
-- tracing on, request dropped: phases timed, tail rule says no (fast, successful, not head-sampled);
-- tracing on, spans written: every request kept (head ratio 1), its span tree (root + 4 phases)
-  written through the SDK with a BatchSpanProcessor into an exporter that discards;
+- minimal, tracing off: ``inference`` + one ``device_execute`` phase;
+- all four phases, tracing off: metrics only (Prometheus sink, no tracer provider);
+- tracing on, request not kept: phases timed, the tail rule says no (fast, successful, not head-sampled);
+- tracing on, span tree written: every request kept (head ratio 1), its tree (root + 4 phases)
+  written through the OpenTelemetry SDK with a BatchSpanProcessor into an exporter that discards;
 - the same with one host-fallback op (root + 5 phases).
 
-    python bench/bench_instrumentation.py [--requests 20000] [--repeats 7]
+Simulator side: CPU seconds per virtual second of an N-device node (1 s ticks, state published and
+read back through the ``sim`` backend every virtual second, as ``bench_sim.py`` measures) with
+tracing off, with the default tracing (1 % head sampling, at most 4 trees per device-second), and
+with every request wanted (the 4 trees per device-second budget spent every tick).
+
+    python bench/bench_instrumentation.py [--requests 20000] [--repeats 7] [--seconds 60] [--devices 8]
 """
 
 from __future__ import annotations
@@ -19,14 +26,20 @@ import argparse
 import datetime
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
+from npuobs.devices.registry import create
 from npuobs.instrumentation import Instrumentation
+from npuobs.simulator.clock import VirtualClock
+from npuobs.simulator.fleet import Fleet, FleetConfig
+from npuobs.simulator.runtime import TracingConfig, configure_tracing
 
 
 class _Discard(SpanExporter):
@@ -50,6 +63,14 @@ def uninstrumented(n: int) -> None:
         _body()
         _body()
         _body()
+
+
+def minimal(instr: Instrumentation) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        for _ in range(n):
+            with instr.inference(tenant="search", batch_size=8, precision="int8") as h, h.device_execute(ops=9):
+                _body()
+    return run
 
 
 def instrumented(instr: Instrumentation, fallback: bool) -> Callable[[int], None]:
@@ -82,24 +103,45 @@ def per_request_us(fn: Callable[[int], None], n: int, repeats: int) -> tuple[flo
     return statistics.median(runs), min(runs)
 
 
+def discarding_provider() -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Discard(), max_queue_size=1 << 16))
+    return provider
+
+
+def sim_cpu_per_virtual_second(devices: int, seconds: int, tracing: TracingConfig) -> float:
+    """CPU seconds per virtual second of a node of ``devices``, as bench_sim.py measures it."""
+    configure_tracing(tracing)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            fleet = Fleet(FleetConfig.single_node(devices, seed=1), Path(tmp), VirtualClock())
+            fleet.run(30)  # warm-up: model loads, caches
+            backend = create("sim", state_dir=tmp, node="node-0")
+            start = time.process_time()
+            fleet.run(seconds, on_tick=lambda _: backend.sample())
+            return (time.process_time() - start) / seconds
+    finally:
+        configure_tracing(None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--devices", type=int, default=8)
     args = ap.parse_args()
     n, r = args.requests, args.repeats
 
     def instr(tracing: bool, head: float) -> Instrumentation:
-        provider = None
-        if tracing:
-            provider = TracerProvider()
-            provider.add_span_processor(BatchSpanProcessor(_Discard(), max_queue_size=1 << 16))
-        return Instrumentation(registry=CollectorRegistry(), tracer_provider=provider, node="n", device="0",
-                               vendor="sim", model="m", head_sample_ratio=head, max_traces_per_second=float("inf"))
+        return Instrumentation(registry=CollectorRegistry(), tracer_provider=discarding_provider() if tracing else None,
+                               node="n", device="0", vendor="sim", model="m", head_sample_ratio=head,
+                               max_traces_per_second=float("inf"))
 
     base = per_request_us(uninstrumented, n, r)
     rows = [
-        ("metrics only, tracing off", per_request_us(instrumented(instr(False, 0.0), False), n, r)),
+        ("minimal (inference + device_execute), tracing off", per_request_us(minimal(instr(False, 0.0)), n, r)),
+        ("four phases, tracing off", per_request_us(instrumented(instr(False, 0.0), False), n, r)),
         ("tracing on, request not kept", per_request_us(instrumented(instr(True, 0.0), False), n, r)),
         ("tracing on, span tree written (5 spans)", per_request_us(instrumented(instr(True, 1.0), False), n, r)),
         ("tracing on, with 1 host-fallback op (6 spans)", per_request_us(instrumented(instr(True, 1.0), True), n, r)),
@@ -111,6 +153,17 @@ def main() -> None:
     print(f"| uninstrumented loop | {base[0]:.2f} / {base[1]:.2f} | - |")
     for name, (med, best) in rows:
         print(f"| {name} | {med:.2f} / {best:.2f} | {med - base[0]:.2f} / {best - base[1]:.2f} |")
+
+    d = args.devices
+    print(f"\nSimulator, {d} devices, {args.seconds} virtual s (`--devices {d} --seconds {args.seconds}`)\n")
+    print("| tracing | CPU s per virtual s | devices per core in real time |")
+    print("|---|---:|---:|")
+    for name, config in (("off", TracingConfig()),
+                         ("default: 1 % head, ≤ 4 trees per device-s", TracingConfig(discarding_provider())),
+                         ("every request wanted, ≤ 4 trees per device-s",
+                          TracingConfig(discarding_provider(), head_sample_ratio=1.0))):
+        per_s = sim_cpu_per_virtual_second(d, args.seconds, config)
+        print(f"| {name} | {per_s:.3f} | {d / per_s:.0f} |")
 
 
 if __name__ == "__main__":

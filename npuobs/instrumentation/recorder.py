@@ -51,7 +51,8 @@ class Recorder:
         if outcome not in _OUTCOMES:
             _check_outcome(outcome)
         for op in ops:
-            _check_op(*op)
+            if op[1] not in _PLACEMENTS or op[2] < 0 or op[3] < 0:
+                _check_op(*op)
         self._out.observe(tenant, seconds, outcome, exemplar, ops, cold_start)
 
     def record_latencies(self, tenant: str, seconds: np.ndarray, outcome: str = "success",

@@ -171,29 +171,29 @@ class InferenceHandle:
         return self
 
     # -- phases ------------------------------------------------------------------------------------
-    def queue_wait(self) -> _QueueWait:
+    def queue_wait(self) -> _Phase:
         """Waiting for a batch slot or a worker; also counted in ``npu_inference_queue_length``."""
-        return _QueueWait(self, T.QUEUE_WAIT)
+        return _Phase(self, T.QUEUE_WAIT)
 
-    def preprocess(self) -> _Timed | nullcontext:
-        return _Timed(self, T.PREPROCESS) if self._phases is not None else _NULL
+    def preprocess(self) -> _Phase | nullcontext:
+        return _Phase(self, T.PREPROCESS) if self._phases is not None else _NULL
 
-    def postprocess(self) -> _Timed | nullcontext:
-        return _Timed(self, T.POSTPROCESS) if self._phases is not None else _NULL
+    def postprocess(self) -> _Phase | nullcontext:
+        return _Phase(self, T.POSTPROCESS) if self._phases is not None else _NULL
 
-    def device_execute(self, *, ops: int, attributes: Mapping[str, Any] | None = None) -> _DeviceExecute:
+    def device_execute(self, *, ops: int, attributes: Mapping[str, Any] | None = None) -> _Phase:
         """A device partition of ``ops`` graph ops: counted in ``npu_ops_total{placement="device"}``
         with its time under ``npu_op_seconds_total{op="device_execute"}`` (a serving stack rarely
         sees per-op device time; the ONNX Runtime adapter records real op kinds). ``attributes``
         go on its span, e.g. ``{"npu.clock_hertz": ...}`` read from the device, so a throttled
         clock shows on the slow request's trace."""
-        return _DeviceExecute(self, T.DEVICE_EXECUTE, ops, attributes)
+        return _Phase(self, T.DEVICE_EXECUTE, ops=ops, attributes=attributes)
 
-    def host_fallback_op(self, op: str) -> _HostOp:
+    def host_fallback_op(self, op: str) -> _Phase:
         """An op the device cannot run, executed on the host (CPU fallback): counted and timed under
         ``npu_ops_total{placement="host"}`` / ``npu_op_seconds_total{op=op}``, named on the root span."""
         self._fallbacks.append(op)
-        return _HostOp(self, T.HOST_FALLBACK_OP, op)
+        return _Phase(self, T.HOST_FALLBACK_OP, op=op)
 
     # -- end of the request ------------------------------------------------------------------------
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -234,59 +234,38 @@ class InferenceHandle:
         return Exemplar(self.trace_id, seconds, time.time()) if self.trace_id else None
 
 
-class _Timed:
-    """A phase that only matters to the trace: its interval is kept when the request is traced."""
+class _Phase:
+    """One phase of a request. Its metric effect depends on the phase (queue length while waiting;
+    op counts and time for device partitions and host ops); its interval is kept for the trace
+    when tracing is on. One class with a branch on the name: cheaper than a subclass per phase."""
 
-    __slots__ = ("_h", "_name", "_start")
+    __slots__ = ("_h", "_name", "_start", "_op", "_ops", "_attrs")
 
-    def __init__(self, h: InferenceHandle, name: str) -> None:
-        self._h, self._name = h, name
+    def __init__(self, h: InferenceHandle, name: str, op: str = "", ops: int = 0,
+                 attributes: Mapping[str, Any] | None = None) -> None:
+        self._h, self._name, self._op, self._ops, self._attrs = h, name, op, ops, attributes
 
     def __enter__(self) -> None:
+        if self._name is T.QUEUE_WAIT:
+            self._h._instr.recorder.queue_entered(self._h.tenant)
         self._start = time.perf_counter_ns()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._done(time.perf_counter_ns(), exc_type.__name__ if exc_type else None)
+        end = time.perf_counter_ns()
+        h, name = self._h, self._name
+        if name is T.QUEUE_WAIT:
+            h._instr.recorder.queue_left(h.tenant)
+        elif name is T.DEVICE_EXECUTE:
+            h._ops.append((T.DEVICE_EXECUTE, "device", self._ops, (end - self._start) / 1e9))
+        elif name is T.HOST_FALLBACK_OP:
+            h._ops.append((self._op, "host", 1, (end - self._start) / 1e9))
+        if h._phases is not None:
+            h._phases.append((name, self._start, end, self._span_attributes(), exc_type.__name__ if exc_type else None))
 
-    def _done(self, end: int, error: str | None, attributes: dict[str, Any] | None = None) -> None:
-        if self._h._phases is not None:
-            self._h._phases.append((self._name, self._start, end, attributes, error))
-
-
-class _QueueWait(_Timed):
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        self._h._instr.recorder.queue_entered(self._h.tenant)
-        self._start = time.perf_counter_ns()
-
-    def _done(self, end: int, error: str | None, attributes: dict[str, Any] | None = None) -> None:
-        self._h._instr.recorder.queue_left(self._h.tenant)
-        super()._done(end, error)
-
-
-class _DeviceExecute(_Timed):
-    __slots__ = ("_ops", "_attrs")
-
-    def __init__(self, h: InferenceHandle, name: str, ops: int, attributes: Mapping[str, Any] | None) -> None:
-        super().__init__(h, name)
-        self._ops, self._attrs = ops, attributes
-
-    def _done(self, end: int, error: str | None, attributes: dict[str, Any] | None = None) -> None:
-        self._h._ops.append((T.DEVICE_EXECUTE, "device", self._ops, (end - self._start) / 1e9))
-        if self._h._phases is not None:
-            super()._done(end, error, {**(self._attrs or {}), T.A_OPS: self._ops})
-
-
-class _HostOp(_Timed):
-    __slots__ = ("_op",)
-
-    def __init__(self, h: InferenceHandle, name: str, op: str) -> None:
-        super().__init__(h, name)
-        self._op = op
-
-    def _done(self, end: int, error: str | None, attributes: dict[str, Any] | None = None) -> None:
-        self._h._ops.append((self._op, "host", 1, (end - self._start) / 1e9))
-        if self._h._phases is not None:
-            super()._done(end, error, {T.A_OP: self._op, T.A_PRECISION: "fp32"})
+    def _span_attributes(self) -> dict[str, Any] | None:
+        if self._name is T.DEVICE_EXECUTE:
+            return {**(self._attrs or {}), T.A_OPS: self._ops}
+        if self._name is T.HOST_FALLBACK_OP:
+            return {T.A_OP: self._op, T.A_PRECISION: "fp32"}  # host fallbacks run dequantized
+        return None

@@ -161,25 +161,42 @@ class TickResult:
 
 @dataclass
 class _Ended:
-    """Requests of one outcome that ended in a tick: virtual times per request, batch data if served."""
+    """Requests of one outcome that ended in a tick, gathered cheaply and turned into arrays once.
+
+    Batched requests (served, or failed to allocate) share their batch's start and end, kept as one
+    scalar per batch; requests failed one by one (offline, rejected) each have their own end.
+    """
 
     tenant_idx: list[np.ndarray] = field(default_factory=list)
     arrived: list[np.ndarray] = field(default_factory=list)
-    ended: list[np.ndarray] = field(default_factory=list)
-    started: list[np.ndarray] = field(default_factory=list)  # device start (served and OOM requests)
-    batch: list[np.ndarray] = field(default_factory=list)  # batch size (served requests)
+    started: list[float] = field(default_factory=list)
+    ended: list[float | np.ndarray] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
 
-    def add(self, tenant_idx: np.ndarray, arrived: np.ndarray, ended: float | np.ndarray,
-            started: float = 0.0, batch: int = 0) -> None:
-        n = tenant_idx.size
+    def add_batch(self, tenant_idx: np.ndarray, arrived: np.ndarray, started: float, ended: float) -> None:
+        self._add(tenant_idx, arrived, ended)
+        self.started.append(started)
+
+    def add_each(self, tenant_idx: np.ndarray, arrived: np.ndarray, ended: np.ndarray) -> None:
+        self._add(tenant_idx, arrived, ended)
+
+    def _add(self, tenant_idx: np.ndarray, arrived: np.ndarray, ended: float | np.ndarray) -> None:
         self.tenant_idx.append(tenant_idx)
         self.arrived.append(arrived)
-        self.ended.append(np.broadcast_to(np.asarray(ended, dtype=np.float64), (n,)))
-        self.started.append(np.full(n, started))
-        self.batch.append(np.full(n, batch))
+        self.ended.append(ended)
+        self.sizes.append(tenant_idx.size)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        return tuple(np.concatenate(x) for x in (self.tenant_idx, self.arrived, self.ended, self.started, self.batch))
+        """(tenant index, arrived, ended, started, batch size) per request; started and batch size
+        are 0 for requests that never reached the device."""
+        sizes = np.asarray(self.sizes)
+        if self.started:
+            ended = np.repeat(np.asarray(self.ended), sizes)
+            started, batch = np.repeat(np.asarray(self.started), sizes), np.repeat(sizes, sizes)
+        else:
+            ended = np.concatenate(self.ended)
+            started, batch = np.zeros(ended.size), np.zeros(ended.size, dtype=np.int64)
+        return np.concatenate(self.tenant_idx), np.concatenate(self.arrived), ended, started, batch
 
 
 def _ns(t: float) -> int:
@@ -279,12 +296,12 @@ class InferenceRuntime:
             self.queue_t, self.queue_tenant = self.queue_t[keep], self.queue_tenant[keep]
             if chosen.size * ACTIVATION_BYTES_PER_REQUEST > cond.memory_free_bytes:
                 result.oom_events += 1
-                ended.setdefault("oom", _Ended()).add(tenant_idx, arrived, clock + OOM_SECONDS, started=clock)
+                ended.setdefault("oom", _Ended()).add_batch(tenant_idx, arrived, clock, clock + OOM_SECONDS)
                 clock += OOM_SECONDS
                 continue
             start = clock
             clock += self._batch_seconds(graph, chosen.size, cond.clock_factor)
-            ended.setdefault("success", _Ended()).add(tenant_idx, arrived, clock, started=start, batch=chosen.size)
+            ended.setdefault("success", _Ended()).add_batch(tenant_idx, arrived, start, clock)
             batch_sizes.append(chosen.size)
         self.busy_until = clock
         if batch_sizes:
@@ -355,8 +372,8 @@ class InferenceRuntime:
     def _fail_all(self, result: TickResult, ended: dict[str, _Ended]) -> None:
         if self.queue_t.size:
             result.device_errors += 1
-            ended.setdefault("error", _Ended()).add(self.queue_tenant, self.queue_t,
-                                                    self.queue_t + OFFLINE_ERROR_SECONDS)
+            ended.setdefault("error", _Ended()).add_each(self.queue_tenant, self.queue_t,
+                                                         self.queue_t + OFFLINE_ERROR_SECONDS)
         self.queue_t, self.queue_tenant = np.empty(0), np.empty(0, dtype=np.int64)
 
     def _reject_overflow(self, now: float, ended: dict[str, _Ended]) -> None:
@@ -364,8 +381,8 @@ class InferenceRuntime:
             return
         drop = self.queue_t.size - QUEUE_MAX  # newest requests are turned away (backpressure)
         arrived = self.queue_t[-drop:]
-        ended.setdefault("rejected", _Ended()).add(self.queue_tenant[-drop:], arrived,
-                                                   np.maximum(now, arrived + 1e-4))
+        ended.setdefault("rejected", _Ended()).add_each(self.queue_tenant[-drop:], arrived,
+                                                        np.maximum(now, arrived + 1e-4))
         self.queue_t, self.queue_tenant = self.queue_t[:-drop], self.queue_tenant[:-drop]
 
     def _canary(self, graph: OpGraph, model: QuantizedModel, supported: frozenset[str], cond: Conditions,
@@ -395,8 +412,9 @@ class InferenceRuntime:
             for i, tenant in enumerate(self.tenants):
                 mine = np.flatnonzero(who == i)
                 if mine.size:
-                    rank = {int(j): r for r, j in enumerate(mine.tolist())}
-                    exemplars = {rank[j]: tid for (o, j), tid in kept.items() if o == outcome and j in rank}
+                    # exemplar positions within this tenant's slice (``mine`` is sorted)
+                    exemplars = {int(np.searchsorted(mine, j)): tid for (o, j), tid in kept.items()
+                                 if o == outcome and who[j] == i}
                     self.recorder.record_latencies(tenant, latency[mine], outcome, exemplars, timestamp=t1)
         waiting = np.bincount(self.queue_tenant, minlength=len(self.tenants)).tolist()
         for tenant, n in zip(self.tenants, waiting, strict=True):
@@ -410,13 +428,14 @@ class InferenceRuntime:
         published exemplars (which dashboards link from) do not depend on a trace backend
         being configured; only with tracing on do those ids name exported traces.
         """
-        outcomes = [o for o, g in groups.items() for _ in range(g[0].size)]
-        index = [j for g in groups.values() for j in range(g[0].size)]
+        outcomes = list(groups)
+        offsets = np.cumsum([0] + [g[0].size for g in groups.values()])
         latency = np.concatenate([g[2] - g[1] for g in groups.values()])
-        failed = np.array([o != "success" for o in outcomes])
+        failed = np.repeat([o != "success" for o in outcomes], np.diff(offsets))
         kept: dict[tuple[str, int], str] = {}
         for k in self.instr.policy.select(latency, failed, now=t0).tolist():
-            outcome, j = outcomes[k], index[k]
+            g = int(np.searchsorted(offsets, k, side="right")) - 1
+            outcome, j = outcomes[g], k - int(offsets[g])
             if not self.instr.tracing:
                 kept[(outcome, j)] = self._untraced_ids.bytes(16).hex()
                 continue

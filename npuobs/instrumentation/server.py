@@ -181,13 +181,21 @@ class InferenceHandle:
     def postprocess(self) -> _Phase | nullcontext:
         return _Phase(self, T.POSTPROCESS) if self._phases is not None else _NULL
 
-    def device_execute(self, *, ops: int, attributes: Mapping[str, Any] | None = None) -> _Phase:
+    def device_execute(self, *, ops: int | None, attributes: Mapping[str, Any] | None = None) -> _Phase:
         """A device partition of ``ops`` graph ops: counted in ``npu_ops_total{placement="device"}``
         with its time under ``npu_op_seconds_total{op="device_execute"}`` (a serving stack rarely
-        sees per-op device time; the ONNX Runtime adapter records real op kinds). ``attributes``
-        go on its span, e.g. ``{"npu.clock_hertz": ...}`` read from the device, so a throttled
-        clock shows on the slow request's trace."""
+        sees per-op device time). ``ops=None`` when the ops are accounted per kind with
+        ``record_ops`` instead (as the ONNX Runtime adapter does). ``attributes`` go on its span,
+        e.g. ``{"npu.clock_hertz": ...}`` read from the device, so a throttled clock shows on the
+        slow request's trace."""
         return _Phase(self, T.DEVICE_EXECUTE, ops=ops, attributes=attributes)
+
+    def record_ops(self, op: str, placement: str, count: int, seconds: float) -> None:
+        """Ops of one kind this request ran, when the server knows them per kind (e.g. from a
+        profiler); host ones are named on the root span like ``host_fallback_op``."""
+        self._ops.append((op, placement, count, seconds))
+        if placement == "host":
+            self._fallbacks.append(op)
 
     def host_fallback_op(self, op: str) -> _Phase:
         """An op the device cannot run, executed on the host (CPU fallback): counted and timed under
@@ -241,7 +249,7 @@ class _Phase:
 
     __slots__ = ("_h", "_name", "_start", "_op", "_ops", "_attrs")
 
-    def __init__(self, h: InferenceHandle, name: str, op: str = "", ops: int = 0,
+    def __init__(self, h: InferenceHandle, name: str, op: str = "", ops: int | None = 0,
                  attributes: Mapping[str, Any] | None = None) -> None:
         self._h, self._name, self._op, self._ops, self._attrs = h, name, op, ops, attributes
 
@@ -256,7 +264,7 @@ class _Phase:
         h, name = self._h, self._name
         if name is T.QUEUE_WAIT:
             h._instr.recorder.queue_left(h.tenant)
-        elif name is T.DEVICE_EXECUTE:
+        elif name is T.DEVICE_EXECUTE and self._ops is not None:
             h._ops.append((T.DEVICE_EXECUTE, "device", self._ops, (end - self._start) / 1e9))
         elif name is T.HOST_FALLBACK_OP:
             h._ops.append((self._op, "host", 1, (end - self._start) / 1e9))
@@ -265,7 +273,7 @@ class _Phase:
 
     def _span_attributes(self) -> dict[str, Any] | None:
         if self._name is T.DEVICE_EXECUTE:
-            return {**(self._attrs or {}), T.A_OPS: self._ops}
+            return {**(self._attrs or {}), T.A_OPS: self._ops} if self._ops is not None else dict(self._attrs or {})
         if self._name is T.HOST_FALLBACK_OP:
             return {T.A_OP: self._op, T.A_PRECISION: "fp32"}  # host fallbacks run dequantized
         return None

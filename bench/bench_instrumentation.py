@@ -8,8 +8,9 @@ request minus the uninstrumented loop's, median (and best) of ``--repeats`` runs
 - minimal, tracing off: ``inference`` + one ``device_execute`` phase;
 - all four phases, tracing off: metrics only (Prometheus sink, no tracer provider);
 - tracing on, request not kept: phases timed, the tail rule says no (fast, successful, not head-sampled);
-- tracing on, span tree written: every request kept (head ratio 1), its tree (root + 4 phases)
-  written through the OpenTelemetry SDK with a BatchSpanProcessor into an exporter that discards;
+- tracing on, 1 % head sampling: the mean over kept and dropped requests at the default ratio;
+- span tree written: every request kept (head ratio 1), its tree (root + 1 or 4 phases) written
+  through the OpenTelemetry SDK with a BatchSpanProcessor into an exporter that discards;
 - the same with one host-fallback op (root + 5 phases).
 
 Simulator side: CPU seconds per virtual second of an N-device node (1 s ticks, state published and
@@ -139,15 +140,20 @@ def main() -> None:
                                max_traces_per_second=float("inf"))
 
     base = per_request_us(uninstrumented, n, r)
-    rows = [
-        ("minimal (inference + device_execute), tracing off", per_request_us(minimal(instr(False, 0.0)), n, r)),
-        ("four phases, tracing off", per_request_us(instrumented(instr(False, 0.0), False), n, r)),
-        ("tracing on, request not kept", per_request_us(instrumented(instr(True, 0.0), False), n, r)),
-        ("tracing on, span tree written (5 spans)", per_request_us(instrumented(instr(True, 1.0), False), n, r)),
-        ("tracing on, with 1 host-fallback op (6 spans)", per_request_us(instrumented(instr(True, 1.0), True), n, r)),
+    variants: list[tuple[str, Callable[[int], None]]] = [
+        ("minimal (inference + device_execute), tracing off", minimal(instr(False, 0.0))),
+        ("four phases (queue_wait, preprocess, device_execute, postprocess), tracing off",
+         instrumented(instr(False, 0.0), False)),
+        ("four phases, tracing on, request not kept", instrumented(instr(True, 0.0), False)),
+        ("four phases, tracing on, 1 % head-sampled (mean)", instrumented(instr(True, 0.01), False)),
+        ("minimal, span tree written (2 spans)", minimal(instr(True, 1.0))),
+        ("four phases, span tree written (5 spans)", instrumented(instr(True, 1.0), False)),
+        ("four phases + 1 host-fallback op, tree written (6 spans)", instrumented(instr(True, 1.0), True)),
     ]
-    print(f"Python {platform.python_version()}, {platform.machine()}, {datetime.date.today()}; "
-          f"`python bench/bench_instrumentation.py --requests {n} --repeats {r}`; median of {r} runs\n")
+    rows = [(name, per_request_us(fn, n, r)) for name, fn in variants]
+    print(f"Python {platform.python_version()}, {platform.machine()}, {datetime.date.today()}; `python "
+          f"bench/bench_instrumentation.py --requests {n} --repeats {r} --seconds {args.seconds} --devices "
+          f"{args.devices}`\n")
     print("| variant | CPU µs per request (median / best) | overhead vs uninstrumented, µs (median / best) |")
     print("|---|---:|---:|")
     print(f"| uninstrumented loop | {base[0]:.2f} / {base[1]:.2f} | - |")
@@ -155,7 +161,7 @@ def main() -> None:
         print(f"| {name} | {med:.2f} / {best:.2f} | {med - base[0]:.2f} / {best - base[1]:.2f} |")
 
     d = args.devices
-    print(f"\nSimulator, {d} devices, {args.seconds} virtual s (`--devices {d} --seconds {args.seconds}`)\n")
+    print(f"\nSimulator, {d} devices, {args.seconds} virtual s\n")
     print("| tracing | CPU s per virtual s | devices per core in real time |")
     print("|---|---:|---:|")
     for name, config in (("off", TracingConfig()),

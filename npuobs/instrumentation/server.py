@@ -69,6 +69,7 @@ class Instrumentation:
 
     @property
     def tracing(self) -> bool:
+        """Whether span trees are written (a tracer provider was given)."""
         return self._tracer is not None
 
     def attributes(self, **extra: Any) -> dict[str, Any]:
@@ -107,7 +108,7 @@ class Instrumentation:
 
 
 class ModelLoad(ContextDecorator):
-    __slots__ = ("_instr", "_t0", "_wall0")
+    """A timed model load; as a decorator, each call of the decorated function is one load."""
 
     def __init__(self, instr: Instrumentation) -> None:
         self._instr = instr
@@ -188,7 +189,7 @@ class InferenceHandle:
         ``record_ops`` instead (as the ONNX Runtime adapter does). ``attributes`` go on its span,
         e.g. ``{"npu.clock_hertz": ...}`` read from the device, so a throttled clock shows on the
         slow request's trace."""
-        return _Phase(self, T.DEVICE_EXECUTE, ops=ops, attributes=attributes)
+        return _Phase(self, T.DEVICE_EXECUTE, "", ops, attributes)
 
     def record_ops(self, op: str, placement: str, count: int, seconds: float) -> None:
         """Ops of one kind this request ran, when the server knows them per kind (e.g. from a
@@ -201,7 +202,7 @@ class InferenceHandle:
         """An op the device cannot run, executed on the host (CPU fallback): counted and timed under
         ``npu_ops_total{placement="host"}`` / ``npu_op_seconds_total{op=op}``, named on the root span."""
         self._fallbacks.append(op)
-        return _Phase(self, T.HOST_FALLBACK_OP, op=op)
+        return _Phase(self, T.HOST_FALLBACK_OP, op)
 
     # -- end of the request ------------------------------------------------------------------------
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

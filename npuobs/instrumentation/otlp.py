@@ -2,7 +2,7 @@
 
 Spans leave the request path at once: the batch processor queues them and a background thread
 exports them, so a slow or absent collector never adds latency to an inference. Nothing here is
-needed when tracing is off, so the exporters are imported only when one is built.
+needed when tracing is off, so the SDK and the exporters are imported only when one is built.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 ENDPOINT_ENV = "NPUOBS_OTLP_TRACES_ENDPOINT"
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -32,6 +32,10 @@ def otlp_tracer_provider(endpoint: str, *, protocol: str | None = None, service_
     gRPC: ``host:port`` or ``http://host:port`` (plaintext) / ``https://host:port`` (TLS).
     HTTP: the full URL, e.g. ``http://collector:4318/v1/traces``. ``protocol`` overrides the guess.
     """
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     protocol = protocol or protocol_of(endpoint)
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter

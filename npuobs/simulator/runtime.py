@@ -19,9 +19,9 @@ from __future__ import annotations
 import functools
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from opentelemetry.sdk.trace import TracerProvider
 
 from npuobs.instrumentation import (
     Instrumentation,
@@ -36,6 +36,9 @@ from npuobs.simulator.graph import DEVICE_OP_SETS, OpGraph, build_graph, execute
 from npuobs.simulator.hardware import HOST_OP_SECONDS, HOST_SECONDS_PER_ELEMENT, DeviceModelSpec
 from npuobs.simulator.model import QuantizedModel, load_dataset, train_fp32
 from npuobs.thresholds import DEFAULT
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 BATCH_MAX = 8
 QUEUE_MAX = 512

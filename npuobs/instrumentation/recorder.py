@@ -4,7 +4,7 @@ Everything that records a runtime metric goes through a ``Recorder``: the contex
 ``Instrumentation`` (wall clock, one request at a time), the ONNX Runtime adapter (profiled ops)
 and the simulator (virtual time, whole ticks of requests as arrays). The recorder takes durations
 and counts, never clocks, which is what lets a virtual-time simulator and a real server share it;
-the sink decides the storage (prometheus_client metrics or the simulator's state document).
+the sink decides where the recorded series go (a Prometheus scrape or the simulator's state document).
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ class Recorder:
     """
 
     def __init__(self, sink: Sink, identity: Identity) -> None:
-        self.identity = identity
         self._out: MemoryStore = sink.series(identity)
 
     def record_request(self, tenant: str, seconds: float, outcome: str = "success", exemplar: Exemplar | None = None,

@@ -29,6 +29,8 @@ lint: setup
 bench: setup
 	$(VENV)/bin/python bench/bench_kernels.py
 	$(VENV)/bin/python bench/bench_sim.py
+	$(VENV)/bin/python bench/bench_exporter.py
+	$(VENV)/bin/python bench/bench_instrumentation.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

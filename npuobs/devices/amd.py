@@ -44,7 +44,7 @@ from typing import Any
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
-from npuobs.devices.base import BackendError, DeviceBackend, DeviceInfo, DeviceReading, Snapshot
+from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import resolve_tool, run_tool
 
@@ -494,7 +494,7 @@ def detect() -> bool:
 
 
 @register("amd")
-class AmdBackend(DeviceBackend):
+class AmdBackend(ReadingsBackend):
     """AMD GPUs through ``source`` (see the module docstring); ``tool_path`` names the CLI to run
     (``rocm-smi`` when its file name says so, ``amd-smi`` otherwise)."""
 
@@ -557,10 +557,8 @@ class AmdBackend(DeviceBackend):
 
     def discover(self) -> tuple[DeviceInfo, ...]:
         self._static = None  # re-read identity on an explicit rediscovery
-        return tuple(r.info for r in self._read())
+        return super().discover()
 
-    def sample(self) -> Snapshot:
-        return Snapshot.now(self.name, self._read())
 
     def close(self) -> None:
         if self._lib is not None:

@@ -145,3 +145,21 @@ class DeviceBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release handles (libraries, subprocesses); the default has nothing to release."""
+
+
+class ReadingsBackend(DeviceBackend):
+    """A backend whose every call is one full read of its source (a vendor CLI or library).
+
+    Vendor tools report identity and readings in the same output, so ``discover()`` and
+    ``sample()`` are the same read; subclasses implement ``_read()`` only.
+    """
+
+    @abstractmethod
+    def _read(self) -> tuple[DeviceReading, ...]:
+        """Every device the source reports, read now."""
+
+    def discover(self) -> tuple[DeviceInfo, ...]:
+        return tuple(r.info for r in self._read())
+
+    def sample(self) -> Snapshot:
+        return Snapshot.now(self.name, self._read())

@@ -22,7 +22,7 @@ from typing import Any
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
-from npuobs.devices.base import BackendError, DeviceBackend, DeviceInfo, DeviceReading, Snapshot
+from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import fetch_url, resolve_tool, run_tool
 
@@ -223,7 +223,7 @@ def parse_exporter_metrics(text: str) -> tuple[DeviceReading, ...]:
 
 
 @register("furiosa")
-class FuriosaBackend(DeviceBackend):
+class FuriosaBackend(ReadingsBackend):
     """RNGD devices via ``furiosa-smi`` (default) or the vendor exporter at ``metrics_url``."""
 
     name = "furiosa"
@@ -244,8 +244,3 @@ class FuriosaBackend(DeviceBackend):
         status = parse_status(run_tool([self._tool, "status"], timeout=self._timeout))
         return merge_readings(info, status)
 
-    def discover(self) -> tuple[DeviceInfo, ...]:
-        return tuple(r.info for r in self._read())
-
-    def sample(self) -> Snapshot:
-        return Snapshot.now(self.name, self._read())

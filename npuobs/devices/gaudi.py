@@ -35,7 +35,7 @@ from typing import TypeVar
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
-from npuobs.devices.base import BackendError, DeviceBackend, DeviceInfo, DeviceReading, Snapshot
+from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import resolve_tool, run_tool
 
@@ -263,7 +263,7 @@ def detect() -> bool:
 
 
 @register("gaudi")
-class GaudiBackend(DeviceBackend):
+class GaudiBackend(ReadingsBackend):
     """Runs ``hl-smi -Q ...`` (CSV) and ``hl-smi`` (table) on every sample; see the module doc."""
 
     name = "gaudi"
@@ -285,8 +285,3 @@ class GaudiBackend(DeviceBackend):
             return query
         return merge(query, table)
 
-    def discover(self) -> tuple[DeviceInfo, ...]:
-        return tuple(r.info for r in self._read())
-
-    def sample(self) -> Snapshot:
-        return Snapshot.now(self.name, self._read())

@@ -30,7 +30,7 @@ from typing import Any
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
-from npuobs.devices.base import BackendError, DeviceBackend, DeviceInfo, DeviceReading, Snapshot
+from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import resolve_tool, run_tool
 
@@ -424,7 +424,7 @@ def _import_pynvml() -> ModuleType | None:
 
 
 @register("nvml")
-class NvmlBackend(DeviceBackend):
+class NvmlBackend(ReadingsBackend):
     """NVIDIA GPUs via NVML, or via ``nvidia-smi`` when the ``pynvml`` bindings are not installed.
 
     ``nvml`` is the test seam: any object with pynvml's functions, constants and ``NVMLError``
@@ -469,11 +469,6 @@ class NvmlBackend(DeviceBackend):
         argv = [self._tool, f"--query-gpu={','.join(QUERY_FIELDS)}", "--format=csv"]
         return parse_query_csv(run_tool(argv, timeout=self._timeout))
 
-    def discover(self) -> tuple[DeviceInfo, ...]:
-        return tuple(r.info for r in self._read())
-
-    def sample(self) -> Snapshot:
-        return Snapshot.now(self.name, self._read())
 
     def close(self) -> None:
         if self._initialized:

@@ -24,7 +24,7 @@ from typing import Any
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
-from npuobs.devices.base import BackendError, DeviceBackend, DeviceInfo, DeviceReading, Snapshot
+from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import fetch_url, resolve_tool, run_tool
 
@@ -210,7 +210,7 @@ def parse_exporter_metrics(text: str) -> tuple[DeviceReading, ...]:
 
 
 @register("rebellions")
-class RebellionsBackend(DeviceBackend):
+class RebellionsBackend(ReadingsBackend):
     """ATOM devices via ``rbln-stat`` (JSON by default) or the vendor exporter at ``metrics_url``."""
 
     name = "rebellions"
@@ -234,8 +234,3 @@ class RebellionsBackend(DeviceBackend):
             return parse_stat_json(run_tool([self._tool, "--json"], timeout=self._timeout))
         return parse_stat_table(run_tool([self._tool], timeout=self._timeout))
 
-    def discover(self) -> tuple[DeviceInfo, ...]:
-        return tuple(r.info for r in self._read())
-
-    def sample(self) -> Snapshot:
-        return Snapshot.now(self.name, self._read())

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection, host_root
-from npuobs.devices.base import BackendError, DeviceBackend, DeviceInfo, DeviceReading, Snapshot
+from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import resolve_tool, run_tool
 
@@ -278,7 +278,7 @@ def _has_pci_vendor(vendor: str) -> bool:
 
 
 @register("tpu")
-class TpuBackend(DeviceBackend):
+class TpuBackend(ReadingsBackend):
     """Runs ``tpu-info`` (one-shot, not ``--streaming``) on every sample."""
 
     name = "tpu"
@@ -293,8 +293,3 @@ class TpuBackend(DeviceBackend):
         tool = resolve_tool(self._tool_path or TOOL)
         return parse_tpu_info(run_tool([tool], timeout=self.timeout))
 
-    def discover(self) -> tuple[DeviceInfo, ...]:
-        return tuple(r.info for r in self._read())
-
-    def sample(self) -> Snapshot:
-        return Snapshot.now(self.name, self._read())

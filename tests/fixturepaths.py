@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import http.server
 import os
+import stat
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,3 +77,11 @@ def serving(body: str) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def fake_tool(tmp_path: Path, name: str, body: str) -> str:
+    """An executable Python script standing in for a vendor tool (a real subprocess, no mocks)."""
+    path = tmp_path / name
+    path.write_text(f"#!{sys.executable}\n{body}")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)

@@ -4,13 +4,11 @@ through a stand-in module, and the backend end to end against fake CLIs (real su
 from __future__ import annotations
 
 import json
-import stat
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixturepaths import fixture, read_fixture
+from fixturepaths import fake_tool, fixture, read_fixture
 
 from npuobs.devices import registry
 from npuobs.devices.amd import (
@@ -45,13 +43,6 @@ HAND_WRITTEN_STATIC = [{
     "gpu": 0, "asic": {"market_name": "AMD Instinct MI300X"},
     "driver": {"name": "amdgpu", "version": "6.10.5"}, "vbios": {"version": "113-M3000100-103"},
 }]
-
-
-def _fake_tool(tmp_path: Path, name: str, body: str) -> str:
-    path = tmp_path / name
-    path.write_text(f"#!{sys.executable}\n{body}")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return str(path)
 
 
 def test_metric_power_json_fixture() -> None:
@@ -216,9 +207,9 @@ def test_garbage_raises_backend_error(parser: Any, text: str) -> None:
         parser(text)
 
 
-def test_rocm_smi_end_to_end_with_a_fake_tool(tmp_path: Path) -> None:
+def test_rocm_smi_end_to_end_with_afake_tool(tmp_path: Path) -> None:
     src = fixture("vendor/amd/rocm-smi-json-4x-mi100-rocm602.json")
-    tool = _fake_tool(tmp_path, "rocm-smi", (
+    tool = fake_tool(tmp_path, "rocm-smi", (
         "import sys\n"
         "assert '--json' in sys.argv\n"
         f"sys.stdout.buffer.write(open({str(src)!r}, 'rb').read())\n"))
@@ -230,9 +221,9 @@ def test_rocm_smi_end_to_end_with_a_fake_tool(tmp_path: Path) -> None:
     backend.close()
 
 
-def test_amd_smi_end_to_end_with_a_fake_tool(tmp_path: Path) -> None:
+def test_amd_smi_end_to_end_with_afake_tool(tmp_path: Path) -> None:
     docs = {"metric": json.dumps(HAND_WRITTEN_METRIC), "static": json.dumps(HAND_WRITTEN_STATIC)}
-    tool = _fake_tool(tmp_path, "amd-smi", (
+    tool = fake_tool(tmp_path, "amd-smi", (
         "import sys\n"
         f"docs = {docs!r}\n"
         "print('WARNING: User is missing the following required groups: render.')\n"

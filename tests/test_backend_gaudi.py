@@ -3,13 +3,11 @@ sample, and the backend end to end against a fake ``hl-smi`` (a real subprocess)
 
 from __future__ import annotations
 
-import stat
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from fixturepaths import fixture, read_fixture
+from fixturepaths import fake_tool, fixture, read_fixture
 
 from npuobs.devices import registry
 from npuobs.devices.base import BackendError
@@ -26,13 +24,6 @@ HAND_WRITTEN_CSV = """\
 6, 01P4-HL2080A0-09, HL-225, 0000:b4:00.0, 1.21.1-bfcec49, 23, 85, 82507, 98304, 0, 1600, 1800, 0, 176
 7, N/A, HL-225, 0000:4d:00.0, 1.21.1-bfcec49, N/A, N/A, N/A, N/A, N/A, N/A, N/A, N/A, N/A
 """
-
-
-def _fake_tool(tmp_path: Path, name: str, body: str) -> str:
-    path = tmp_path / name
-    path.write_text(f"#!{sys.executable}\n{body}")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return str(path)
 
 
 def test_table_8x_hl225() -> None:
@@ -125,9 +116,9 @@ def test_table_garbage_raises_backend_error() -> None:
         parse_table(broken)
 
 
-def test_sample_end_to_end_with_a_fake_tool(tmp_path: Path) -> None:
+def test_sample_end_to_end_with_afake_tool(tmp_path: Path) -> None:
     table = fixture("vendor/intel-gaudi/hl-smi-table-8x-hl-225.txt")
-    tool = _fake_tool(tmp_path, "hl-smi", (
+    tool = fake_tool(tmp_path, "hl-smi", (
         "import sys\n"
         "if '-Q' in sys.argv:\n"
         f"    assert sys.argv[sys.argv.index('-Q') + 1] == {','.join(QUERY_FIELDS)!r}\n"
@@ -145,7 +136,7 @@ def test_sample_end_to_end_with_a_fake_tool(tmp_path: Path) -> None:
 
 
 def test_sample_without_table_still_reports_the_query(tmp_path: Path) -> None:
-    tool = _fake_tool(tmp_path, "hl-smi", (
+    tool = fake_tool(tmp_path, "hl-smi", (
         "import sys\n"
         "if '-Q' not in sys.argv:\n"
         "    sys.exit('table broken')\n"
@@ -155,7 +146,7 @@ def test_sample_without_table_still_reports_the_query(tmp_path: Path) -> None:
 
 
 def test_hanging_tool_times_out_quickly(tmp_path: Path) -> None:
-    tool = _fake_tool(tmp_path, "hl-smi", "import time; time.sleep(60)\n")
+    tool = fake_tool(tmp_path, "hl-smi", "import time; time.sleep(60)\n")
     started = time.monotonic()
     with pytest.raises(BackendError, match="timed out"):
         GaudiBackend(tool_path=tool, timeout=0.5).sample()
@@ -167,5 +158,5 @@ def test_detect_on_a_fake_host_root(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     assert detect() is False
     (tmp_path / "bin").mkdir()
-    _fake_tool(tmp_path / "bin", "hl-smi", "")  # hl-smi on PATH (as in a Gaudi container image)
+    fake_tool(tmp_path / "bin", "hl-smi", "")  # hl-smi on PATH (as in a Gaudi container image)
     assert detect() is True

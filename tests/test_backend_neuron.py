@@ -7,14 +7,12 @@ from __future__ import annotations
 import copy
 import json
 import re
-import stat
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixturepaths import VENDOR, fixture, read_fixture
+from fixturepaths import VENDOR, fake_tool, fixture, read_fixture
 
 from npuobs.devices import registry
 from npuobs.devices.base import BackendError
@@ -65,13 +63,6 @@ def documented_report() -> dict[str, Any]:
     for group in ("instance_info", "neuron_hardware_info", "neuron_k8s_info"):
         report.update(load_doc_fragment(f"{group}.jsonfrag"))
     return report
-
-
-def _fake_tool(tmp_path: Path, name: str, body: str) -> str:
-    path = tmp_path / name
-    path.write_text(f"#!{sys.executable}\n{body}")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return str(path)
 
 
 def test_real_record_without_runtime() -> None:
@@ -174,7 +165,7 @@ def test_garbage_raises_backend_error(text: str) -> None:
 
 def _monitor_script(tmp_path: Path, report: str) -> str:
     """A fake neuron-monitor: checks it got a config file, prints one report line and exits."""
-    return _fake_tool(tmp_path, "neuron-monitor", (
+    return fake_tool(tmp_path, "neuron-monitor", (
         "import json, sys\n"
         "config = json.load(open(sys.argv[sys.argv.index('-c') + 1]))\n"
         "assert config['period'] == '1s'\n"
@@ -211,7 +202,7 @@ def test_monitor_restarted_after_exit_and_counters_keep_growing(tmp_path: Path) 
 
 
 def test_hanging_monitor_fails_quickly(tmp_path: Path) -> None:
-    tool = _fake_tool(tmp_path, "neuron-monitor", "import time; time.sleep(60)\n")
+    tool = fake_tool(tmp_path, "neuron-monitor", "import time; time.sleep(60)\n")
     backend = NeuronBackend(tool_path=tool, timeout=0.5, period=1.0)
     started = time.monotonic()
     try:
@@ -224,7 +215,7 @@ def test_hanging_monitor_fails_quickly(tmp_path: Path) -> None:
 
 def test_discover_runs_neuron_ls(tmp_path: Path) -> None:
     src = fixture("vendor/aws-neuron/neuron-ls-json-trn1-2xlarge-no-trailing-newline.json")
-    tool = _fake_tool(tmp_path, "neuron-ls", (
+    tool = fake_tool(tmp_path, "neuron-ls", (
         "import sys\n"
         "assert sys.argv[1:] == ['--json-output']\n"
         f"sys.stdout.buffer.write(open({str(src)!r}, 'rb').read())\n"))

@@ -3,27 +3,17 @@ run end to end against a fake ``tpu-info`` (a real subprocess)."""
 
 from __future__ import annotations
 
-import stat
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from fixturepaths import fixture, read_fixture
+from fixturepaths import fake_tool, fixture, read_fixture
 
 from npuobs.devices import registry
 from npuobs.devices.base import BackendError
 from npuobs.devices.tpu import TpuBackend, detect, parse_tpu_info
 
 GIB = 1 << 30
-
-
-def _fake_tool(tmp_path: Path, name: str, body: str) -> str:
-    """An executable Python script standing in for a vendor tool."""
-    path = tmp_path / name
-    path.write_text(f"#!{sys.executable}\n{body}")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return str(path)
 
 
 def test_static_v6e() -> None:
@@ -108,10 +98,10 @@ def test_garbage_raises_backend_error(text: str) -> None:
         parse_tpu_info(text)
 
 
-def test_sample_end_to_end_with_a_fake_tool(tmp_path: Path) -> None:
+def test_sample_end_to_end_with_afake_tool(tmp_path: Path) -> None:
     src = fixture("vendor/google-tpu/tpu-info-v5p-4chip-steady-load.txt")
     body = f"import sys\nsys.stdout.buffer.write(open({str(src)!r}, 'rb').read())\n"
-    tool = _fake_tool(tmp_path, "tpu-info", body)
+    tool = fake_tool(tmp_path, "tpu-info", body)
     backend = registry.create("tpu", node="n1", tool_path=tool, unknown_option=True)
     assert isinstance(backend, TpuBackend)
     snap = backend.sample()
@@ -122,7 +112,7 @@ def test_sample_end_to_end_with_a_fake_tool(tmp_path: Path) -> None:
 
 
 def test_hanging_tool_times_out_quickly(tmp_path: Path) -> None:
-    tool = _fake_tool(tmp_path, "tpu-info", "import time; time.sleep(60)\n")
+    tool = fake_tool(tmp_path, "tpu-info", "import time; time.sleep(60)\n")
     backend = TpuBackend(tool_path=tool, timeout=0.5)
     started = time.monotonic()
     with pytest.raises(BackendError, match="timed out"):

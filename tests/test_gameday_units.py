@@ -134,6 +134,15 @@ def test_grading_ok_missed_misrouted_and_noisy() -> None:
     assert first.verdict() == "ok" and first.first_alert is allowed
 
 
+def test_an_allowance_is_scoped_to_the_drill_that_makes_it() -> None:
+    g = _grader()
+    wrong = _alert("NpuIncorrectOutputs", "page", "F8", node="node-b", device="0")  # the F5 drill's device
+    assert g.explains(SCENARIOS["F5"], wrong)
+    assert not g.explains(SCENARIOS["F3"], wrong)  # F3 allows it on its own device (node-b/1) only
+    burn = _alert("NpuLatencyErrorBudgetBurn", "page", "SLO", slo="digits-mlp-latency", model="digits-mlp")
+    assert g.explains(SCENARIOS["F7"], burn) and not g.explains(SCENARIOS["F6"], burn)
+
+
 def test_scope_by_model_and_instance() -> None:
     g = _grader()
     skew = _alert("NpuVersionMismatch", "ticket", "F6", vendor="furiosa", model="RNGD", component="driver")

@@ -159,11 +159,21 @@ class Grader:
         return any(labels.get("node") == node and labels.get("device") == dev for node, dev in scenario.targets)
 
     def explains(self, scenario: Scenario, alert: SeenAlert) -> bool:
-        """Whether ``alert`` is one the drill expects (in scope) or allows."""
+        """Whether ``alert`` is one the drill expects or allows, in its scope: an allowed alert about a
+        device must be about one of the drill's devices (one drill's allowance excuses no other's)."""
         if alert.alertname in scenario.allow:
-            return True
+            return self.in_scope(self.scope_of(alert.labels), scenario, alert.labels)
         return any(e.alertname == alert.alertname and self.in_scope(e.scope, scenario, alert.labels)
                    for e in scenario.expect)
+
+    @staticmethod
+    def scope_of(labels: dict[str, str]) -> str:
+        """The narrowest scope an alert's labels name (SLO alerts name none: fleet)."""
+        if labels.get("device") and labels.get("node"):
+            return "device"
+        if labels.get("instance"):
+            return "instance"
+        return "model" if labels.get("model") and labels.get("vendor") else "fleet"
 
     def grade(self, scenario: Scenario, earlier: list[Scenario], injected_at: float, cleared_at: float | None,
               alerts: list[SeenAlert], deliveries: list[Delivery]) -> ScenarioResult:

@@ -48,7 +48,7 @@ BLIPS: tuple[tuple[str, float], ...] = (("F1", 20.0), ("F7", 60.0), ("F2", 60.0)
 class SoakOptions:
     duration: float = 86400.0
     fleet: FleetConfig = field(default_factory=lambda: replace(
-        FleetConfig.default(), load=LoadProfile(kind="diurnal"), tick_seconds=5.0))
+        FleetConfig.default(), load=LoadProfile(kind="diurnal"), tick_seconds=1.0))
     scrape_interval: float = 30.0
     eval_interval: float = 60.0  # Prometheus' default evaluation_interval
     noise: bool = False

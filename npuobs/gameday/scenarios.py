@@ -61,6 +61,9 @@ class Scenario:
     allow: tuple[str, ...] = ()  # alert names that may fire too (any severity, any scope)
     quiet_seconds: float = 0.0  # a drill that expects nothing watches this long for noise
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allow", tuple(dict.fromkeys(self.allow)))  # the groups below overlap
+
     @property
     def nodes(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(n for n, _ in self.targets))

@@ -13,8 +13,9 @@ from npuobs.alerting.slo_spec import SpecError, load_spec
 from npuobs.cli.errors import CliError
 from npuobs.dashboards.generate import default_options, render, stale, write
 from npuobs.dashboards.panels import DASHBOARDS, Options
-from npuobs.dashboards.snapshot import PrometheusAPI, Settings, SnapshotError, snapshot
+from npuobs.dashboards.snapshot import Settings, snapshot
 from npuobs.dashboards.validate import schema_problems, structural_problems
+from npuobs.promapi import PrometheusAPI, PrometheusUnreachable
 
 DEFAULT_SLO = Path("alerts/slo.yaml")
 
@@ -133,7 +134,7 @@ def run_snapshot(args: argparse.Namespace) -> int:
     try:
         written = snapshot(PrometheusAPI(args.prometheus), boards, args.out,
                            Settings(minutes=args.minutes, rate_interval=args.rate_interval))
-    except SnapshotError as exc:
+    except PrometheusUnreachable as exc:
         raise CliError(str(exc)) from None
     print(f"{len(written)} files; open {written[-1]}", file=sys.stdout)
     return 0

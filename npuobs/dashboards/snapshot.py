@@ -11,13 +11,9 @@ grid with their PromQL, so someone without Grafana sees what on-call would see.
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,6 +31,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from npuobs.dashboards.panels import GRID_COLUMNS  # noqa: E402
 from npuobs.dashboards.promql import builtins, panels, substitute, variable_defaults  # noqa: E402
+from npuobs.promapi import PrometheusAPI, PrometheusQueryError  # noqa: E402
 
 # Grafana's dark theme, so the pictures look like the real thing.
 BACKGROUND = "#111217"
@@ -51,48 +48,6 @@ INCH_PER_ROW = 0.40  # Grafana: 30 px grid rows against ~75 px columns on a 1920
 MAX_TABLE_ROWS = 14
 MAX_POINTS = 240
 AXIS_COLUMNS = 1.0  # room left of a graph for its y tick labels, in grid columns
-
-
-class SnapshotError(RuntimeError):
-    """Prometheus unreachable or answering with an error for the whole run (not one query)."""
-
-
-class QueryError(ValueError):
-    """Prometheus rejected one query (bad PromQL); reported on the panel, the run goes on."""
-
-
-class PrometheusAPI:
-    """The two query endpoints of Prometheus' HTTP API."""
-
-    def __init__(self, url: str, timeout: float = 15.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-
-    def _get(self, path: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        request = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310 - operator-given URL
-                body = json.load(resp)
-        except urllib.error.HTTPError as exc:  # 400/422 carry the PromQL error as JSON
-            try:
-                body = json.load(exc)
-            except ValueError:
-                raise SnapshotError(f"{path}: HTTP {exc.code}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise SnapshotError(f"cannot reach Prometheus at {self.url}: {exc}") from exc
-        if body.get("status") != "success":
-            raise QueryError(f"{body.get('errorType')}: {body.get('error')}")
-        data = body["data"]
-        if data["resultType"] == "scalar":
-            return [{"metric": {}, "value": data["result"]}]
-        return list(data["result"])
-
-    def query(self, expr: str, at: float) -> list[dict[str, Any]]:
-        return self._get("/api/v1/query", {"query": expr, "time": f"{at:.3f}"})
-
-    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
-        return self._get("/api/v1/query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
-                                                 "step": f"{step:g}"})
 
 
 @dataclass
@@ -204,7 +159,7 @@ def run_panel(api: PrometheusAPI, panel: dict[str, Any], values: Mapping[str, st
                     result.series.append(Series(
                         name, [datetime.fromtimestamp(float(t), tz=timezone.utc) for t, _ in row["values"]],
                         [float(v) for _, v in row["values"]], row["metric"]))
-        except QueryError as exc:
+        except PrometheusQueryError as exc:
             result.errors.append(f"{target['refId']}: {exc}")
     return result
 

@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-
-class StackError(RuntimeError):
-    """A stack component failed to start, became unready or answered with an error."""
+from npuobs.errors import StackError
 
 
 def free_port(host: str = "127.0.0.1") -> int:

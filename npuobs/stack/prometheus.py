@@ -6,7 +6,6 @@ engine (not a re-implementation of PromQL) and to push real alerts into Alertman
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
 import urllib.parse
@@ -18,9 +17,8 @@ from typing import Any
 
 import yaml
 
+from npuobs.promapi import PrometheusAPI, Result
 from npuobs.stack.proc import ManagedProcess, StackError, find_binary, free_port, wait_http_ok
-
-Result = list[dict[str, Any]]
 
 
 def scrape_config(job: str, targets: Iterable[str], interval: str = "15s", *,
@@ -44,12 +42,12 @@ def alerting_config(alertmanager_urls: Iterable[str]) -> dict[str, Any]:
     return {"alertmanagers": [{"api_version": "v2", "static_configs": [{"targets": targets}]}]}
 
 
-class PrometheusServer:
+class PrometheusServer(PrometheusAPI):
     """A Prometheus process started by :meth:`start`; a context manager that stops it on exit."""
 
     def __init__(self, process: ManagedProcess, url: str, config_path: Path) -> None:
+        super().__init__(url, timeout=10.0)
         self.process = process
-        self.url = url
         self.config_path = config_path
 
     @classmethod
@@ -89,42 +87,6 @@ class PrometheusServer:
             raise
         return cls(process, url, config_path)
 
-    def _api(self, path: str, params: dict[str, str] | None = None, *, method: str = "GET") -> Any:
-        query = urllib.parse.urlencode(params or {})
-        request = urllib.request.Request(f"{self.url}{path}?{query}" if query else f"{self.url}{path}",
-                                         method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback http
-                body = json.load(resp)
-        except urllib.error.HTTPError as exc:
-            # The API answers 400/422 with a JSON body that names the PromQL error.
-            try:
-                body = json.load(exc)
-            except ValueError:
-                raise StackError(f"prometheus {path}: HTTP {exc.code}") from exc
-        if body.get("status") != "success":
-            raise StackError(f"prometheus {path} {params}: {body.get('errorType')}: {body.get('error')}")
-        return body["data"]
-
-    @staticmethod
-    def _as_list(data: dict[str, Any]) -> Result:
-        # Scalars and strings come back as one [ts, value] pair; wrap them like a one-sample vector.
-        if data["resultType"] in ("scalar", "string"):
-            return [{"metric": {}, "value": data["result"]}]
-        return list(data["result"])
-
-    def query(self, promql: str, at: float | None = None) -> Result:
-        """Instant query; raises StackError when Prometheus rejects the expression."""
-        params = {"query": promql}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        return self._as_list(self._api("/api/v1/query", params))
-
-    def query_range(self, promql: str, start: float, end: float, step: float) -> Result:
-        """Range query (matrix result: one dict per series with ``values``)."""
-        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}"}
-        return self._as_list(self._api("/api/v1/query_range", params))
-
     def wait_for(self, promql: str, predicate: Callable[[Result], bool] = bool, timeout: float = 30.0,
                  interval: float = 0.2) -> Result:
         """Poll ``promql`` until ``predicate(result)`` holds; return that result or raise StackError."""
@@ -140,7 +102,7 @@ class PrometheusServer:
 
     def alerts(self) -> Result:
         """Alerts the rule engine currently holds (pending and firing)."""
-        return list(self._api("/api/v1/alerts")["alerts"])
+        return list(self.get("/api/v1/alerts")["alerts"])
 
     def reload(self) -> None:
         """Re-read the config and rule files (``POST /-/reload``); raises when Prometheus rejects them."""

@@ -17,9 +17,6 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,44 +24,21 @@ from npuobs.alerting import conventions as cv
 from npuobs.alerting.slo_spec import SLO, WINDOW, Spec
 from npuobs.durations import parse_duration
 from npuobs.gameday.tables import markdown_table, text_table
+from npuobs.promapi import PrometheusAPI
 
 OUTCOME_FAILURE_MODES = {"error": "F1 device errors", "oom": "F4 memory OOM", "rejected": "queue full (F2/F7 load)"}
 TOP = 3
 
 
-class PrometheusError(RuntimeError):
-    """Prometheus is unreachable or rejected a query; the message names the URL or the query."""
-
-
-class PrometheusClient:
-    """Instant queries against ``url`` at a fixed evaluation time (None: Prometheus' now)."""
+class PrometheusClient(PrometheusAPI):
+    """Instant queries pinned to one evaluation time (None: Prometheus' now), so a report is consistent."""
 
     def __init__(self, url: str, at: float | None = None, timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/")
+        super().__init__(url, timeout)
         self.at = at
-        self.timeout = timeout
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        params = {"query": promql}
-        if self.at is not None:
-            params["time"] = f"{self.at:.3f}"
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as resp:  # noqa: S310 - user-given URL
-                body = json.load(resp)
-        except urllib.error.HTTPError as exc:
-            try:
-                body = json.load(exc)
-            except ValueError:
-                raise PrometheusError(f"{self.url}: HTTP {exc.code} for {promql!r}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise PrometheusError(f"cannot reach Prometheus at {self.url}: {exc}") from None
-        if body.get("status") != "success":
-            raise PrometheusError(f"{self.url}: {body.get('errorType')}: {body.get('error')} in {promql!r}")
-        data = body["data"]
-        if data["resultType"] == "scalar":
-            return [{"metric": {}, "value": data["result"]}]
-        return list(data["result"])
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        return super().query(promql, self.at if at is None else at)
 
     def scalar(self, promql: str) -> float | None:
         result = self.query(promql)

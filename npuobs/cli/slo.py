@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from npuobs.slo_report import PrometheusClient, PrometheusError, collect, render_json, render_markdown, render_table
+    from npuobs.promapi import PrometheusError
+    from npuobs.slo_report import PrometheusClient, collect, render_json, render_markdown, render_table
 
     try:
         spec = load_spec(args.slo)

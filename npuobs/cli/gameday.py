@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, default=10.0,
                    help="drills: virtual seconds per wall second of the fleet (default 10)")
     p.add_argument("--for-cap", default="30s",
-                   help="drills: cap every alert's for: at this, so a drill does not wait 15 minutes (default 30s)")
+                   help="drills: cap every alert's for: at this, so a drill does not wait 15 minutes (default 30s; "
+                        "'none': the generated values)")
     p.add_argument("--detect-timeout", type=_duration, default=360.0,
                    help="drills: give up on a scenario's expected alerts after this long (default 6m)")
     p.add_argument("--resolve-timeout", type=_duration, default=90.0,
@@ -127,7 +128,13 @@ def _drills(args: argparse.Namespace) -> int:
     from npuobs.gameday.scenarios import SCENARIOS
 
     names = args.scenario or list(SCENARIOS)
-    options = DrillOptions(speed=args.speed, for_cap=args.for_cap, detect_timeout=args.detect_timeout,
+    for_cap = None if args.for_cap.lower() == "none" else args.for_cap
+    try:
+        if for_cap is not None:
+            parse_duration(for_cap)
+    except ValueError as exc:
+        raise CliError(f"--for-cap: {exc}") from None
+    options = DrillOptions(speed=args.speed, for_cap=for_cap, detect_timeout=args.detect_timeout,
                            resolve_timeout=args.resolve_timeout, warmup_seconds=args.warmup, rules_dir=args.rules,
                            slo_spec=args.slo)
     try:
@@ -135,6 +142,6 @@ def _drills(args: argparse.Namespace) -> int:
                             progress=lambda line: print(line, file=sys.stderr, flush=True))
     except (StackError, FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    sys.stdout.write(gameday_text(result))
-    _write(args, gameday_markdown(result), gameday_json(result))
+    sys.stdout.write(gameday_text(result, args.strict))
+    _write(args, gameday_markdown(result, args.strict), gameday_json(result, args.strict))
     return 0 if result.passed(strict=args.strict) else 1

@@ -22,6 +22,7 @@ once (``up`` turns 0 at the first failed scrape as usual).
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -258,6 +259,8 @@ def record(config: FleetConfig, duration: float, out_dir: Path, actions: Iterabl
                          f"{config.tick_seconds:g}s")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # a fleet resumes the timeline and counters it finds in its state dir: a recording starts afresh
+    shutil.rmtree(out_dir / "state", ignore_errors=True)
     actions = tuple(actions)
     nodes = [n.name for n in config.nodes]
     jobs = [(config, node, actions, duration, out_dir, out_dir / "state" / node, options) for node in nodes]

@@ -163,3 +163,15 @@ class ReadingsBackend(DeviceBackend):
 
     def sample(self) -> Snapshot:
         return Snapshot.now(self.name, self._read())
+
+
+class ToolBackend(ReadingsBackend):
+    """A ReadingsBackend over one vendor CLI: the options every such backend takes.
+
+    Unknown options are accepted and ignored, so the exporter can pass one option dict to any backend.
+    """
+
+    def __init__(self, *, node: str = "", tool_path: str | None = None, timeout: float = 5.0, **_: object) -> None:
+        self.node = node
+        self.timeout = timeout
+        self._tool_path = tool_path

@@ -35,7 +35,7 @@ from typing import TypeVar
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
-from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
+from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ToolBackend
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import resolve_tool, run_tool
 
@@ -263,16 +263,10 @@ def detect() -> bool:
 
 
 @register("gaudi")
-class GaudiBackend(ReadingsBackend):
+class GaudiBackend(ToolBackend):
     """Runs ``hl-smi -Q ...`` (CSV) and ``hl-smi`` (table) on every sample; see the module doc."""
 
     name = "gaudi"
-
-    def __init__(self, *, node: str = "", tool_path: str | None = None, timeout: float = 5.0, **_: object
-                 ) -> None:
-        self.node = node
-        self.timeout = timeout
-        self._tool_path = tool_path
 
     def _read(self) -> tuple[DeviceReading, ...]:
         tool = resolve_tool(self._tool_path or TOOL)

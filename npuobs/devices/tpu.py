@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection, host_root
-from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
+from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ToolBackend
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import resolve_tool, run_tool
 
@@ -278,16 +278,10 @@ def _has_pci_vendor(vendor: str) -> bool:
 
 
 @register("tpu")
-class TpuBackend(ReadingsBackend):
+class TpuBackend(ToolBackend):
     """Runs ``tpu-info`` (one-shot, not ``--streaming``) on every sample."""
 
     name = "tpu"
-
-    def __init__(self, *, node: str = "", tool_path: str | None = None, timeout: float = 5.0, **_: object
-                 ) -> None:
-        self.node = node
-        self.timeout = timeout
-        self._tool_path = tool_path
 
     def _read(self) -> tuple[DeviceReading, ...]:
         tool = resolve_tool(self._tool_path or TOOL)

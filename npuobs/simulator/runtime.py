@@ -299,15 +299,7 @@ class InferenceRuntime:
             keep = np.ones(self.queue_t.size, dtype=bool)
             keep[chosen] = False
             self.queue_t, self.queue_tenant = self.queue_t[keep], self.queue_tenant[keep]
-            if chosen.size * ACTIVATION_BYTES_PER_REQUEST > cond.memory_free_bytes:
-                result.oom_events += 1
-                ended.setdefault("oom", _Ended()).add_batch(tenant_idx, arrived, clock, clock + OOM_SECONDS)
-                clock += OOM_SECONDS
-                continue
-            start = clock
-            clock += self._batch_seconds(graph, chosen.size, cond.clock_factor)
-            ended.setdefault("success", _Ended()).add_batch(tenant_idx, arrived, start, clock)
-            batch_sizes.append(chosen.size)
+            clock = self._run_batch(arrived, tenant_idx, clock, graph, cond, result, ended, batch_sizes)
         self.busy_until = clock
         if batch_sizes:
             self._serve(graph, model, supported, cond, batch_sizes, result)
@@ -336,16 +328,21 @@ class InferenceRuntime:
             end = min(ready_end, head + BATCH_MAX)
             arrived, tenant_idx = times[head:end], self.queue_tenant[head:end]
             head = end
-            if arrived.size * ACTIVATION_BYTES_PER_REQUEST > cond.memory_free_bytes:
-                result.oom_events += 1
-                ended.setdefault("oom", _Ended()).add_batch(tenant_idx, arrived, clock, clock + OOM_SECONDS)
-                clock += OOM_SECONDS
-                continue
-            start = clock
-            clock += self._batch_seconds(graph, arrived.size, cond.clock_factor)
-            ended.setdefault("success", _Ended()).add_batch(tenant_idx, arrived, start, clock)
-            batch_sizes.append(arrived.size)
+            clock = self._run_batch(arrived, tenant_idx, clock, graph, cond, result, ended, batch_sizes)
         self.queue_t, self.queue_tenant = times[head:], self.queue_tenant[head:]
+        return clock
+
+    def _run_batch(self, arrived: np.ndarray, tenant_idx: np.ndarray, clock: float, graph: OpGraph,
+                   cond: Conditions, result: TickResult, ended: dict[str, _Ended], batch_sizes: list[int]) -> float:
+        """Run one batch taken off the queue at ``clock`` (or fail its allocation); returns the new clock."""
+        if arrived.size * ACTIVATION_BYTES_PER_REQUEST > cond.memory_free_bytes:
+            result.oom_events += 1
+            ended.setdefault("oom", _Ended()).add_batch(tenant_idx, arrived, clock, clock + OOM_SECONDS)
+            return clock + OOM_SECONDS
+        start = clock
+        clock += self._batch_seconds(graph, arrived.size, cond.clock_factor)
+        ended.setdefault("success", _Ended()).add_batch(tenant_idx, arrived, start, clock)
+        batch_sizes.append(arrived.size)
         return clock
 
     def _serve(self, graph: OpGraph, model: QuantizedModel, supported: frozenset[str], cond: Conditions,

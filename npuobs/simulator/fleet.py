@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from threadpoolctl import threadpool_limits
 
 from npuobs.simulator.clock import VirtualClock
 from npuobs.simulator.device import SimDevice
@@ -102,8 +103,16 @@ class FleetConfig:
             raise ValueError(f"{where}: {exc}") from None
 
 
+def single_threaded_blas() -> None:
+    """Limit BLAS to one thread in this process: the simulator's matmuls are small (one tick's
+    requests x 64 features), so extra OpenBLAS threads only spin, and on a 2-core machine two
+    simulator processes each spinning a second thread ran the soak 3x slower (docs/benchmarks.md)."""
+    threadpool_limits(1, user_api="blas")
+
+
 class Fleet:
     def __init__(self, config: FleetConfig, state_dir: Path, clock: VirtualClock | None = None) -> None:
+        single_threaded_blas()
         self.config = config
         self.state_dir = Path(state_dir)
         self.clock = clock or VirtualClock()

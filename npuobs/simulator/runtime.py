@@ -16,6 +16,7 @@ writes the span trees of the requests the library's tail rule keeps from virtual
 
 from __future__ import annotations
 
+import bisect
 import functools
 import zlib
 from dataclasses import dataclass, field
@@ -110,6 +111,13 @@ def _segments(graph: OpGraph, spec: DeviceModelSpec, batch: int,
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=256)
+def _service_table(graph: OpGraph, spec: DeviceModelSpec, clock_factor: float) -> tuple[float, ...]:
+    """Service seconds of a batch by its size (index 0 unused): looked up once per batch."""
+    return (0.0,) + tuple(sum(s for _, _, s in _op_seconds(graph, spec, n, clock_factor))
+                          for n in range(1, BATCH_MAX + 1))
+
+
 def graph_supported(spec: DeviceModelSpec) -> frozenset[str]:
     return DEVICE_OP_SETS[spec.model]
 
@@ -179,6 +187,15 @@ class _Ended:
     def add_batch(self, tenant_idx: np.ndarray, arrived: np.ndarray, started: float, ended: float) -> None:
         self._add(tenant_idx, arrived, ended)
         self.started.append(started)
+
+    def add_batches(self, tenant_idx: np.ndarray, arrived: np.ndarray, started: np.ndarray, ended: np.ndarray,
+                    sizes: np.ndarray) -> None:
+        """Many batches at once: requests in batch order, and one start, end and size per batch."""
+        self.tenant_idx.append(tenant_idx)
+        self.arrived.append(arrived)
+        self.started.extend(started.tolist())
+        self.ended.extend(ended.tolist())
+        self.sizes.extend(sizes.tolist())
 
     def add_each(self, tenant_idx: np.ndarray, arrived: np.ndarray, ended: np.ndarray) -> None:
         self._add(tenant_idx, arrived, ended)
@@ -315,21 +332,42 @@ class InferenceRuntime:
                   ended: dict[str, _Ended], batch_sizes: list[int]) -> float:
         """Serve the queue in arrival order until ``t1``; returns the device clock.
 
-        The queue is sorted by arrival, so the ready requests are always a prefix: a head index
-        and a binary search replace per-batch masks and copies (the soak's hot loop); the queue
-        is sliced once at the end. Same batches, same order as the general loop below.
+        The soak's hot loop: at 150 req/s a device mostly serves batches of one or two, so this
+        runs once per request. The queue is sorted by arrival, so the ready requests are always
+        a prefix: the loop walks a head index over plain Python floats with ``bisect`` and a
+        per-tick table of batch service times, and the finished batches are turned into arrays
+        once at the end. Same batches, same order, same clock as the general loop below.
         """
-        times, head, size = self.queue_t, 0, self.queue_t.size
+        times = self.queue_t.tolist()
+        size = len(times)
+        service = _service_table(graph, self.spec, cond.clock_factor)
+        fits = cond.memory_free_bytes // ACTIVATION_BYTES_PER_REQUEST  # largest batch that can allocate
+        bounds, starts, ends = [0], [], []
+        head = 0
         while head < size and clock < t1:
             if times[head] > clock:
-                clock = float(times[head])
+                clock = times[head]
                 continue
-            ready_end = int(np.searchsorted(times, clock, side="right"))
-            end = min(ready_end, head + BATCH_MAX)
-            arrived, tenant_idx = times[head:end], self.queue_tenant[head:end]
+            end = min(bisect.bisect_right(times, clock, head), head + BATCH_MAX)
+            starts.append(clock)
+            clock += service[end - head] if end - head <= fits else OOM_SECONDS
+            ends.append(clock)
+            bounds.append(end)
             head = end
-            clock = self._run_batch(arrived, tenant_idx, clock, graph, cond, result, ended, batch_sizes)
-        self.queue_t, self.queue_tenant = times[head:], self.queue_tenant[head:]
+        if starts:
+            sizes = np.diff(bounds)
+            failed = sizes > fits
+            served = np.repeat(~failed, sizes)
+            tenant_idx, arrived = self.queue_tenant[:head], self.queue_t[:head]
+            groups = [("success", ~failed, served), ("oom", failed, ~served)]
+            for outcome, mask, per_request in groups[::-1] if failed[0] else groups:  # first outcome first
+                if mask.any():
+                    ended.setdefault(outcome, _Ended()).add_batches(
+                        tenant_idx[per_request], arrived[per_request], np.asarray(starts)[mask],
+                        np.asarray(ends)[mask], sizes[mask])
+            result.oom_events += int(np.count_nonzero(failed))
+            batch_sizes.extend(sizes[~failed].tolist())
+        self.queue_t, self.queue_tenant = self.queue_t[head:], self.queue_tenant[head:]
         return clock
 
     def _run_batch(self, arrived: np.ndarray, tenant_idx: np.ndarray, clock: float, graph: OpGraph,
@@ -340,7 +378,7 @@ class InferenceRuntime:
             ended.setdefault("oom", _Ended()).add_batch(tenant_idx, arrived, clock, clock + OOM_SECONDS)
             return clock + OOM_SECONDS
         start = clock
-        clock += self._batch_seconds(graph, arrived.size, cond.clock_factor)
+        clock += _service_table(graph, self.spec, cond.clock_factor)[arrived.size]
         ended.setdefault("success", _Ended()).add_batch(tenant_idx, arrived, start, clock)
         batch_sizes.append(arrived.size)
         return clock
@@ -365,9 +403,6 @@ class InferenceRuntime:
                 result.busy_seconds += seconds * times
         for (op, placement), (count, seconds) in ops.items():
             self.recorder.record_ops(op, placement, int(count), seconds)
-
-    def _batch_seconds(self, graph: OpGraph, n: int, clock_factor: float) -> float:
-        return sum(s for _, _, s in _op_seconds(graph, self.spec, n, clock_factor))
 
     def _enqueue(self, arrivals: dict[str, np.ndarray]) -> None:
         times = [self.queue_t] + [arrivals[t] for t in self.tenants if t in arrivals]

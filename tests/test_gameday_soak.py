@@ -8,12 +8,17 @@ run on the 8-device demo fleet is ``npuobs gameday --soak 24h`` (figures in docs
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from npuobs.cli.main import main
+from npuobs.gameday import record as record_module
 from npuobs.gameday.promeval import AlertRule
 from npuobs.gameday.report import soak_json, soak_markdown, soak_text, write_report
 from npuobs.gameday.soak import SoakOptions, SoakResult, run_soak
@@ -29,7 +34,9 @@ def soaked(promtool_bin: str, prometheus_bin: str, tmp_path_factory: pytest.Temp
     options = SoakOptions(duration=2400, fleet=fleet, scrape_interval=15, eval_interval=30, noise=True,
                           blips_per_hour=6, blips=(("F2", 60.0), ("F7", 60.0)), quiet_start=600,
                           workers=1)
-    result = run_soak(options, tmp_path_factory.mktemp("soak"), keep=True)
+    lines: list[str] = []
+    result = run_soak(options, tmp_path_factory.mktemp("soak"), keep=True, progress=lines.append)
+    result.progress_lines = lines  # type: ignore[attr-defined]
     yield result
     assert result.evaluator is not None
     result.evaluator.stop()
@@ -40,6 +47,45 @@ def test_healthy_load_with_blips_pages_nobody(soaked: SoakResult) -> None:
     assert soaked.pages == []
     assert soaked.recording.samples > 10_000
     assert set(soaked.stage_seconds) == {"simulate+render", "backfill", "recording rules", "alert rules"}
+    said = soaked.progress_lines  # type: ignore[attr-defined]
+    assert said[0] == "recorded node-0 (1/1 nodes)"
+    assert said[1] == f"backfilling {soaked.recording.samples:,} samples with promtool"
+    assert said[-1] == "evaluating the alert rules"
+
+
+def test_recording_progress_follows_the_slowest_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers start one file per block window; progress is the slowest node's latest window."""
+    monkeypatch.setattr(record_module, "PROGRESS_POLL_SECONDS", 0.01)
+    start, step = 1_767_225_600, record_module.BLOCK_SECONDS
+    gates = {node: [threading.Event() for _ in range(3)] for node in ("node-a", "node-b")}
+
+    def worker(node: str) -> str:
+        for i, gate in enumerate(gates[node]):
+            (tmp_path / f"{node}-{start + i * step}.om").touch()
+            assert gate.wait(10)
+        return node
+
+    def until(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.01)
+
+    lines: list[str] = []
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(worker, node) for node in gates]
+        reporter = threading.Thread(target=record_module._report_progress,
+                                    args=(futures, tmp_path, start, 3 * step, lines.append))
+        reporter.start()
+        for gate in gates["node-a"]:  # node-a runs to its last window; node-b sets the pace
+            gate.set()
+        until(lambda: len(list(tmp_path.glob("node-a-*.om"))) == 3)
+        for i, gate in enumerate(gates["node-b"]):
+            gate.set()
+            if i < 2:
+                until(lambda i=i: len(lines) == i + 1)
+        reporter.join(10)
+    assert lines == ["simulated 2h of 6h (33%)", "simulated 4h of 6h (67%)"]
 
 
 def test_the_evaluation_is_real_a_rule_that_pages_on_healthy_data_pages(soaked: SoakResult) -> None:

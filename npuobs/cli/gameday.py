@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from npuobs.cli.errors import CliError
-from npuobs.durations import parse_duration
+from npuobs.durations import format_duration, parse_duration
 from npuobs.simulator.loadgen import LoadProfile
 from npuobs.stack.proc import StackError
 
@@ -112,9 +112,10 @@ def _soak(args: argparse.Namespace) -> int:
     options = SoakOptions(duration=args.soak, fleet=fleet, scrape_interval=args.scrape_interval,
                           eval_interval=args.eval_interval, noise=args.noise, blips_per_hour=args.blips_per_hour,
                           workers=args.workers, rules_dir=args.rules, slo_spec=args.slo or defaults.slo_spec)
-    print(f"npuobs gameday: soaking {args.soak:g}s of virtual time (this takes minutes) ...", file=sys.stderr)
+    print(f"npuobs gameday: soaking {format_duration(int(args.soak))} of virtual time (this takes minutes) ...",
+          file=sys.stderr, flush=True)
     try:
-        result = run_soak(options, args.workdir)
+        result = run_soak(options, args.workdir, progress=lambda line: print(line, file=sys.stderr, flush=True))
     except (StackError, FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from None
     sys.stdout.write(soak_text(result))

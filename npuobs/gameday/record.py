@@ -24,8 +24,8 @@ from __future__ import annotations
 import multiprocessing
 import shutil
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
@@ -37,6 +37,7 @@ from npuobs import __version__
 from npuobs.alerting import conventions as cv
 from npuobs.devices.base import Snapshot
 from npuobs.devices.sim import SimBackend
+from npuobs.durations import format_duration
 from npuobs.exporter.collectors import device, selfmetrics, workload
 from npuobs.exporter.collectors.selfmetrics import CollectorStatus
 from npuobs.simulator.clock import VirtualClock
@@ -44,6 +45,7 @@ from npuobs.simulator.fleet import Fleet, FleetConfig
 
 BLOCK_SECONDS = 7200  # promtool's default block range: one file per block keeps the backfill linear
 EXPORTER_PORT = 9400  # the exporter's default port, for ``instance`` labels of recorded targets
+PROGRESS_POLL_SECONDS = 5.0
 OPS = ("inject", "clear", "exporter_down", "exporter_up", "node_down", "node_up")
 
 
@@ -247,11 +249,29 @@ def record_node(config: FleetConfig, node: str, actions: Sequence[Action], durat
     return NodeRecording(node, tuple(writer.files), scrapes, samples, time.process_time() - cpu0)
 
 
+def _report_progress(futures: list[Future[NodeRecording]], out_dir: Path, start: float, duration: float,
+                     progress: Callable[[str], None]) -> None:
+    """Until the workers finish, say how far the slowest node got, from the block files it has
+    started (a window's file opens at its first scrape), whenever that advances."""
+    said = 0.0
+    while wait(futures, timeout=PROGRESS_POLL_SECONDS, return_when=FIRST_EXCEPTION).not_done:
+        reached = []
+        for node in {p.name.rsplit("-", 1)[0] for p in out_dir.glob("*.om")}:
+            latest = max(float(p.stem.rsplit("-", 1)[1]) for p in out_dir.glob(f"{node}-*.om"))
+            reached.append(max(latest - start, 0.0))
+        done = min(reached) if len(reached) == len(futures) else 0.0
+        if done > said:
+            said = done
+            progress(f"simulated {format_duration(int(done))} of {format_duration(int(duration))} "
+                     f"({done / duration:.0%})")
+
+
 def record(config: FleetConfig, duration: float, out_dir: Path, actions: Iterable[Action] = (),
-           options: RecordOptions | None = None) -> Recording:
+           options: RecordOptions | None = None, progress: Callable[[str], None] = lambda _: None) -> Recording:
     """Record every node of ``config`` for ``duration`` virtual seconds into ``out_dir``.
 
-    ``config.tick_seconds`` must divide the scrape interval, so scrapes land on ticks.
+    ``config.tick_seconds`` must divide the scrape interval, so scrapes land on ticks. ``progress``
+    gets a line whenever the recording has advanced (about every block window of virtual time).
     """
     options = options or RecordOptions()
     if options.scrape_interval % config.tick_seconds:
@@ -266,11 +286,16 @@ def record(config: FleetConfig, duration: float, out_dir: Path, actions: Iterabl
     jobs = [(config, node, actions, duration, out_dir, out_dir / "state" / node, options) for node in nodes]
     wall0 = time.monotonic()
     if options.workers <= 1 or len(nodes) == 1:
-        results = [record_node(*job) for job in jobs]
+        results = []
+        for job in jobs:
+            results.append(record_node(*job))
+            progress(f"recorded {job[1]} ({len(results)}/{len(jobs)} nodes)")
     else:
         # spawn, not fork: the caller may run threads (servers, samplers) that fork would copy mid-flight
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(options.workers, len(nodes)), mp_context=context) as pool:
-            results = list(pool.map(record_node, *zip(*jobs, strict=True)))
+            futures = [pool.submit(record_node, *job) for job in jobs]
+            _report_progress(futures, out_dir, options.start, duration, progress)
+            results = [f.result() for f in futures]
     return Recording(tuple(results), options.start, options.start + duration, options.scrape_interval,
                      options.job, time.monotonic() - wall0)

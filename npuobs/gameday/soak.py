@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -126,27 +127,32 @@ def rule_files(options: SoakOptions, workdir: Path) -> list[Path]:
     return paths
 
 
-def run_soak(options: SoakOptions, workdir: Path | None = None, keep: bool = False) -> SoakResult:
+def run_soak(options: SoakOptions, workdir: Path | None = None, keep: bool = False,
+             progress: Callable[[str], None] = lambda _: None) -> SoakResult:
     """Record, backfill, evaluate. With ``keep`` the workdir stays and its Prometheus keeps serving the
-    soak's data (``result.evaluator``; the caller stops it), e.g. for ``npuobs slo report``."""
+    soak's data (``result.evaluator``; the caller stops it), e.g. for ``npuobs slo report``.
+    ``progress`` gets a line per stage and as the recording advances."""
     own = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="npuobs-soak-"))
     stages: dict[str, float] = {}
     blips = blip_schedule(options, options.fleet.seed)
     t0 = time.monotonic()
     rec = record(options.fleet, options.duration, workdir / "openmetrics", blips,
-                 RecordOptions(scrape_interval=options.scrape_interval, workers=options.workers))
+                 RecordOptions(scrape_interval=options.scrape_interval, workers=options.workers), progress)
     stages["simulate+render"] = time.monotonic() - t0
     evaluator = TsdbEvaluator(workdir / "tsdb", rule_files(options, workdir), options.eval_interval)
     try:
         t0 = time.monotonic()
+        progress(f"backfilling {rec.samples:,} samples with promtool")
         evaluator.backfill(rec.files)
         stages["backfill"] = time.monotonic() - t0
         t0 = time.monotonic()
+        progress("evaluating the recording rules over the soak with Prometheus")
         evaluator.start()
         evaluator.backfill_rules(rec.start, rec.end)
         stages["recording rules"] = time.monotonic() - t0
         t0 = time.monotonic()
+        progress("evaluating the alert rules")
         alerts = evaluator.evaluate_all(rec.start, rec.end)
         stages["alert rules"] = time.monotonic() - t0
     finally:

@@ -63,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     soak.add_argument("--blips-per-hour", type=float, default=0.5, help="blip rate with --noise (default 0.5)")
     soak.add_argument("--rate", type=float, help="mean requests/s per device (default 150)")
     soak.add_argument("--tick", type=float, default=1.0,
-                      help="simulator tick, virtual seconds (default 1; coarser ticks cost more per request)")
+                      help="simulator tick, virtual seconds; must divide --scrape-interval (default 1; 10 runs "
+                           "~20%% faster, with load, heat and faults changing only once per tick)")
     soak.add_argument("--scrape-interval", type=_duration, default=30.0, help="virtual scrape interval (default 30s)")
     soak.add_argument("--eval-interval", type=_duration, default=60.0, help="rule evaluation interval (default 1m)")
     soak.add_argument("--seed", type=int, default=0, help="simulator and blip seed (default 0)")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import shutil
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from exporterkit import wait_until
 from fixturepaths import FIXTURES
 
 from npuobs.devices import autodetect, registry
@@ -102,13 +104,18 @@ def test_auto_with_nothing_found_says_what_it_looked_for(bare_host: Path) -> Non
 class _Fake(DeviceBackend):
     """A backend returning fixed devices, or failing, as configured."""
 
-    def __init__(self, ids: tuple[str, ...] = ("0",), fail: str = "", **options: Any) -> None:
+    def __init__(self, ids: tuple[str, ...] = ("0",), fail: str = "", hang: threading.Event | None = None,
+                 **options: Any) -> None:
         self.ids, self.fail, self.closed, self.options = ids, fail, False, options
+        self.hang, self.calls = hang, 0  # with ``hang``, sample() blocks until it is set
 
     def discover(self) -> tuple[DeviceInfo, ...]:
         return tuple(r.info for r in self.sample().devices)
 
     def sample(self) -> Snapshot:
+        self.calls += 1
+        if self.hang is not None:
+            assert self.hang.wait(30), "never released"
         if self.fail:
             raise BackendError(self.fail)
         devices = tuple(DeviceReading(info=DeviceInfo(i, "sim", "fake"), up=True) for i in self.ids)
@@ -135,7 +142,36 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, _Fake]:
     registry.register("test-auto-a")(factory("a", ids=("0", "1")))
     registry.register("test-auto-b")(factory("b", ids=("0",)))
     registry.register("test-auto-bad")(factory("bad", fail="tool 'x' timed out after 5s"))
+    registry.register("test-auto-hang")(factory("hang", ids=("7",), hang=HANG))
     return made
+
+
+HANG = threading.Event()  # released by the test that hangs a backend
+
+
+def test_a_hung_backend_fails_alone_and_is_not_called_again_while_stuck(fakes: dict[str, _Fake]) -> None:
+    backend = AutoBackend(backends=["test-auto-a", "test-auto-hang", "test-auto-b"], child_timeout=0.3)
+    HANG.clear()
+    try:
+        snap = backend.sample()  # returns although one backend never does: the others are reported
+        assert [d.info.device for d in snap.devices] == ["test-auto-a:0", "test-auto-a:1", "test-auto-b:0"]
+        assert backend.last_errors == {"test-auto-hang": "sample timed out after 0.3s"}
+        snap = backend.sample()
+        assert len(snap.devices) == 3 and fakes["a"].calls == 2
+        assert backend.last_errors == {"test-auto-hang": "previous sample still running (hung for more than 0.3s)"}
+        assert fakes["hang"].calls == 1  # no second worker piled up behind the stuck one
+    finally:
+        HANG.set()
+    wait_until(lambda: not backend._calls["test-auto-hang"].running)
+    snap = backend.sample()  # unstuck: back in the snapshot, in detection order
+    assert [d.info.device for d in snap.devices] == ["test-auto-a:0", "test-auto-a:1", "test-auto-hang:7",
+                                                     "test-auto-b:0"]
+    assert backend.last_errors == {} and fakes["hang"].calls == 2
+
+
+def test_auto_rejects_a_non_positive_child_timeout() -> None:
+    with pytest.raises(BackendError, match="child_timeout must be > 0"):
+        AutoBackend(backends=["sim"], child_timeout=0)
 
 
 def test_auto_prefixes_ids_and_reports_the_failing_backend(fakes: dict[str, _Fake]) -> None:

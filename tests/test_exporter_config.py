@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import shutil
 import signal
@@ -57,6 +58,11 @@ otlp: {endpoint: http://c:4317, protocol: grpc, interval: 10, headers: {x-token:
     assert cfg.backend_kwargs() == {"node": "n1", "tool_path": "/opt/bin/furiosa-smi", "state_dir": Path("/tmp/state")}
     assert cfg.podresources.resource_names == {"furiosa": ("furiosa.ai/rngd",)}
     assert cfg.otlp.headers == {"x-token": "abc"} and cfg.otlp.interval == 10.0
+    # auto bounds each vendor inside the sample timeout, so a hung one fails alone; an explicit value wins
+    auto = dataclasses.replace(cfg, backend="auto")
+    assert auto.backend_kwargs()["child_timeout"] == pytest.approx(0.9 * 1.5)
+    explicit = dataclasses.replace(auto, backend_options={"child_timeout": 0.5})
+    assert explicit.backend_kwargs()["child_timeout"] == 0.5
 
 
 @pytest.mark.parametrize(("text", "needle"), [

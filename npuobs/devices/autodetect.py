@@ -17,16 +17,19 @@ import glob
 import importlib
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from npuobs.devices import registry
 from npuobs.devices.base import BackendError, DeviceBackend, DeviceInfo, DeviceReading, Snapshot
+from npuobs.devices.bounded import BoundedCall, CallTimedOut, StillRunning
 
 # Backends ``detect()`` asks, in the order their devices are listed; each lives in
 # ``npuobs.devices.<name>``. Modules that do not exist (yet) or lack ``detect`` are skipped.
 DETECTABLE: tuple[str, ...] = ("nvml", "furiosa", "rebellions", "neuron", "gaudi", "amd", "tpu")
+DEFAULT_CHILD_TIMEOUT = 10.0  # seconds one vendor backend may take; the exporter passes less (see ExporterConfig)
 
 
 def host_root() -> str:
@@ -103,8 +106,10 @@ def _prefixed(backend: str, reading: DeviceReading) -> DeviceReading:
 class AutoBackend(DeviceBackend):
     """Every detected backend at once; device ids become ``<backend>:<id>`` to stay unique.
 
-    A backend that fails (cannot be built, or its sample raises) does not hide the others: its
-    message lands in ``last_errors`` (backend name -> message, for the exporter's per-collector
+    A backend that fails (cannot be built, its sample raises, or it hangs past ``child_timeout``)
+    does not hide the others: backends are sampled concurrently, each in its own worker
+    (``npuobs.devices.bounded``: a hung one is abandoned, not joined twice), and its message lands
+    in ``last_errors`` (backend name -> message, for the exporter's per-collector
     self-metrics) and the snapshot holds the devices of the rest. Only when every backend fails,
     or none is detected, does ``sample()`` raise. Detection is retried while nothing was found,
     because at node boot the exporter can start before the driver creates its device nodes.
@@ -115,11 +120,16 @@ class AutoBackend(DeviceBackend):
 
     name = "auto"
 
-    def __init__(self, *, backends: Sequence[str] | None = None, **options: Any) -> None:
+    def __init__(self, *, backends: Sequence[str] | None = None, child_timeout: float = DEFAULT_CHILD_TIMEOUT,
+                 **options: Any) -> None:
+        if child_timeout <= 0:
+            raise BackendError(f"auto: child_timeout must be > 0, got {child_timeout!r}")
         self._fixed = tuple(backends) if backends is not None else None
+        self.child_timeout = child_timeout
         self._options = {k: v for k, v in options.items() if k not in ("tool_path", "metrics_url")}
         self._names: tuple[str, ...] = ()
         self._children: dict[str, DeviceBackend] = {}
+        self._calls: dict[str, BoundedCall[Snapshot]] = {}
         self.last_errors: dict[str, str] = {}
 
     @property
@@ -141,21 +151,36 @@ class AutoBackend(DeviceBackend):
         return child
 
     def sample(self) -> Snapshot:
+        """Sample every backend at once, each in its own worker, and wait for all of them at most
+        ``child_timeout`` seconds: a hung vendor fails alone, with the others' devices reported."""
         self._ensure_detected()
+        errors: dict[str, str] = {}
+        started = []
+        for name in self._names:
+            call = self._calls.setdefault(name, BoundedCall(f"auto-{name}"))
+            try:
+                call.start(lambda name=name: self._child(name).sample())
+                started.append(name)
+            except StillRunning:
+                errors[name] = f"previous sample still running (hung for more than {self.child_timeout:g}s)"
+        deadline = time.monotonic() + self.child_timeout
+        snaps: dict[str, Snapshot] = {}
+        for name in started:
+            try:
+                snaps[name] = self._calls[name].wait(deadline - time.monotonic())
+            except CallTimedOut:
+                errors[name] = f"sample timed out after {self.child_timeout:g}s"
+            except Exception as exc:  # noqa: BLE001 - one vendor's failure, whatever it is, is its own
+                errors[name] = str(exc) or type(exc).__name__
         devices: list[DeviceReading] = []
         workloads = []
-        errors: dict[str, str] = {}
-        for name in self._names:
-            try:
-                snap = self._child(name).sample()
-            except BackendError as exc:
-                errors[name] = str(exc)
-                continue
-            devices.extend(_prefixed(name, d) for d in snap.devices)
-            workloads.extend(dataclasses.replace(w, device=f"{name}:{w.device}") for w in snap.workloads)
-        self.last_errors = errors
+        for name in self._names:  # in detection order, whichever finished first
+            if name in snaps:
+                devices.extend(_prefixed(name, d) for d in snaps[name].devices)
+                workloads.extend(dataclasses.replace(w, device=f"{name}:{w.device}") for w in snaps[name].workloads)
+        self.last_errors = {n: errors[n] for n in self._names if n in errors}
         if len(errors) == len(self._names):
-            detail = "; ".join(f"{n}: {m}" for n, m in errors.items())
+            detail = "; ".join(f"{n}: {m}" for n, m in self.last_errors.items())
             raise BackendError(f"auto: every backend failed: {detail}")
         return Snapshot.now(self.name, tuple(devices), tuple(workloads))
 

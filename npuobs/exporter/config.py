@@ -30,6 +30,7 @@ import yaml
 
 DEFAULT_LISTEN = "127.0.0.1:9400"
 DEFAULT_INTERVAL = 5.0
+AUTO_CHILD_TIMEOUT_SHARE = 0.9  # of the sample timeout: what one vendor backend of `auto` may take
 DEFAULT_PODRESOURCES_SOCKET = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
 
 # Extended-resource names each vendor's Kubernetes device plugin advertises; a container's
@@ -104,10 +105,17 @@ class ExporterConfig:
         return parse_listen(self.listen, "listen")
 
     def backend_kwargs(self) -> dict[str, Any]:
-        """Options for ``registry.create``: the file's ``backend_options`` plus node and state dir."""
+        """Options for ``registry.create``: the file's ``backend_options`` plus node and state dir.
+
+        ``auto`` also gets a ``child_timeout`` (unless set) of 90 % of the sample timeout: a hung
+        vendor then fails as its own collector within the sample, and the others still report,
+        instead of the whole ``auto`` sample timing out.
+        """
         options: dict[str, Any] = {"node": self.node, **self.backend_options}
         if self.state_dir is not None:
             options["state_dir"] = self.state_dir
+        if self.backend == "auto":
+            options.setdefault("child_timeout", AUTO_CHILD_TIMEOUT_SHARE * self.effective_sample_timeout)
         return options
 
     def validate(self, where: str = "config") -> ExporterConfig:

@@ -2,12 +2,12 @@
 
 Scrapes never call a backend. A sampler thread calls ``backend.sample()`` every interval and
 hands each outcome to a callback that renders it; scrapes serve what was rendered last. Each
-sample runs in its own worker thread that the sampler waits on for at most ``timeout`` seconds,
-so a hung vendor tool (a wedged driver call, an SMI that never exits) costs one failed sample,
-not a hung scrape: node_exporter's collectors have no such timeout and a stuck one stalls every
-scrape. A worker that is still stuck at the next tick is not joined by a second one (threads
-would pile up behind a wedged driver); that tick fails at once with "previous sample still
-running".
+sample runs in its own worker thread that the sampler waits on for at most ``timeout`` seconds
+(``npuobs.devices.bounded``), so a hung vendor tool (a wedged driver call, an SMI that never
+exits) costs one failed sample, not a hung scrape: node_exporter's collectors have no such
+timeout and a stuck one stalls every scrape. A worker that is still stuck at the next tick is
+not joined by a second one (threads would pile up behind a wedged driver); that tick fails at
+once with "previous sample still running".
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from npuobs.devices.base import DeviceBackend, Snapshot
+from npuobs.devices.bounded import BoundedCall, CallTimedOut, StillRunning
 
 log = logging.getLogger("npuobs.exporter")
 
@@ -54,42 +55,35 @@ class Sampler:
         self.collector = name or backend.name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pending: threading.Thread | None = None
+        self._call: BoundedCall[tuple[object, dict[str, str], tuple[str, ...]]] = BoundedCall(
+            f"sample-{self.collector}")
 
     def sample_once(self) -> SampleOutcome:
         """Run one sample with the timeout applied; never raises for a backend failure."""
         started, t0 = time.time(), time.monotonic()
-        if self._pending is not None and self._pending.is_alive():
+
+        def work() -> tuple[object, dict[str, str], tuple[str, ...]]:
+            snap = self.backend.sample()
+            return (snap, dict(getattr(self.backend, "last_errors", None) or {}),
+                    tuple(getattr(self.backend, "backends", ()) or ()))
+
+        try:
+            snapshot, partial, children = self._call.call(work, self.timeout)
+        except StillRunning:
             return SampleOutcome(self.collector, started, 0.0, None,
                                  f"previous sample still running (hung for more than {self.timeout:g}s)")
-        box: dict[str, object] = {}
-
-        def work() -> None:
-            try:
-                snap = self.backend.sample()
-                box["snapshot"] = snap
-                box["partial"] = dict(getattr(self.backend, "last_errors", None) or {})
-                box["children"] = tuple(getattr(self.backend, "backends", ()) or ())
-            except Exception as exc:  # noqa: BLE001 - any backend failure is one failed sample
-                box["error"] = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
-
-        worker = threading.Thread(target=work, name=f"npuobs-sample-{self.collector}", daemon=True)
-        worker.start()
-        worker.join(self.timeout)
-        duration = time.monotonic() - t0
-        if worker.is_alive():
-            self._pending = worker
-            return SampleOutcome(self.collector, started, duration, None,
+        except CallTimedOut:
+            return SampleOutcome(self.collector, started, time.monotonic() - t0, None,
                                  f"sample timed out after {self.timeout:g}s")
-        if "error" in box:
-            return SampleOutcome(self.collector, started, duration, None, str(box["error"]))
-        snapshot = box["snapshot"]
+        except Exception as exc:  # noqa: BLE001 - any backend failure is one failed sample
+            error = str(exc) or type(exc).__name__
+            return SampleOutcome(self.collector, started, time.monotonic() - t0, None, error)
+        duration = time.monotonic() - t0
         if not isinstance(snapshot, Snapshot):
             return SampleOutcome(self.collector, started, duration, None,
                                  f"backend returned {type(snapshot).__name__}, not a Snapshot")
         return SampleOutcome(self.collector, started, duration, snapshot,
-                             partial_errors=MappingProxyType(box["partial"]),  # type: ignore[arg-type]
-                             children=box["children"])  # type: ignore[arg-type]
+                             partial_errors=MappingProxyType(partial), children=children)
 
     def _run(self) -> None:
         next_at = time.monotonic()

@@ -40,6 +40,14 @@ def _query(base: str, promql: str) -> list[dict]:
         return json.load(resp)["data"]["result"]
 
 
+def _exemplar_trace_ids(base: str, selector: str) -> set[str]:
+    now = time.time()
+    params = urllib.parse.urlencode({"query": selector, "start": f"{now - 300:.3f}", "end": f"{now:.3f}"})
+    with urllib.request.urlopen(f"{base}api/v1/query_exemplars?{params}", timeout=5) as resp:
+        data = json.load(resp)["data"]
+    return {e["labels"].get("trace_id", "") for series in data for e in series["exemplars"]}
+
+
 @pytest.mark.usefixtures("prometheus_bin", "alertmanager_bin")
 def test_demo_pages_on_device_offline_and_stops_clean(tmp_path: Path) -> None:
     state = tmp_path / "sim"
@@ -63,6 +71,11 @@ def test_demo_pages_on_device_offline_and_stops_clean(tmp_path: Path) -> None:
         else:
             raise AssertionError(f"exporters never came up in Prometheus: {up}")
         assert len(_query(prom, "npu_device_up == 1")) == 8
+        deadline = time.monotonic() + 60  # the demo's Prometheus stores exemplars: latency -> trace id
+        while not (trace_ids := _exemplar_trace_ids(prom, "npu_inference_latency_seconds_bucket")):
+            assert time.monotonic() < deadline, "no exemplars stored by the demo's Prometheus"
+            time.sleep(1)
+        assert all(re.fullmatch(r"[0-9a-f]{32}", t) for t in trace_ids)
 
         inject = subprocess.run([sys.executable, "-m", "npuobs.cli.main", "sim", "inject", "F1", "--node", "node-a",
                                  "--device", "0", "--state-dir", str(state)], capture_output=True, text=True,

@@ -19,6 +19,7 @@ from npuobs import deploy_render as dr
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.slo_spec import load_spec
 from npuobs.cli.main import build_parser, main
+from npuobs.instrumentation.otlp import protocol_of
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -147,18 +148,51 @@ def test_alertmanager_config_is_the_generators_with_the_sink_url(tmp_path: Path)
             assert len(key) == PD_KEY_LENGTH and key.isalnum(), f"{pd['routing_key_file']}: dummy 32-char key"
 
 
+def _collector() -> dict[str, Any]:
+    return yaml.safe_load(_host_path("otel-collector", "/etc/otelcol/config.yaml").read_text())
+
+
+def _port(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1])
+
+
 def test_exporters_push_otlp_to_the_collector() -> None:
-    collector = yaml.safe_load(_host_path("otel-collector", "/etc/otelcol/config.yaml").read_text())
-    pipeline = collector["service"]["pipelines"]["metrics"]
-    for kind in ("receivers", "processors", "exporters"):
-        assert set(pipeline[kind]) <= set(collector[kind]), f"pipeline uses an undefined {kind[:-1]}"
+    collector = _collector()
+    for name, pipeline in collector["service"]["pipelines"].items():
+        for kind in ("receivers", "processors", "exporters"):
+            assert set(pipeline[kind]) <= set(collector[kind]), f"{name} pipeline uses an undefined {kind[:-1]}"
     for service in NPUOBS_SERVICES:
         if SERVICES[service]["command"][0] != "exporter":
             continue
         protocol = _flag(service, "--otlp-protocol")
         endpoint = urllib.parse.urlsplit(_flag(service, "--otlp-endpoint"))
         receiver = collector["receivers"]["otlp"]["protocols"][protocol]["endpoint"]
-        assert endpoint.hostname == "otel-collector" and endpoint.port == int(receiver.rsplit(":", 1)[1])
+        assert endpoint.hostname == "otel-collector" and endpoint.port == _port(receiver)
+
+
+def test_simulator_traces_reach_tempo_and_grafana_reads_them() -> None:
+    """sim -> collector (traces pipeline) -> Tempo <- Grafana's Tempo datasource, ports matching at each hop;
+    and Prometheus stores the exemplars that link a latency bucket to its trace."""
+    sim_endpoint = urllib.parse.urlsplit(SERVICES["sim"]["environment"]["NPUOBS_OTLP_TRACES_ENDPOINT"])
+    collector = _collector()
+    assert protocol_of(sim_endpoint.geturl()) == "grpc"
+    assert (sim_endpoint.hostname, sim_endpoint.port) == (
+        "otel-collector", _port(collector["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]))
+    traces = collector["service"]["pipelines"]["traces"]
+    assert "otlp" in traces["receivers"]
+    tempo = yaml.safe_load(_host_path("tempo", "/etc/tempo/tempo.yaml").read_text())
+    assert _flag("tempo", "-config.file") == "/etc/tempo/tempo.yaml"
+    tempo_grpc = tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+    (exporter,) = traces["exporters"]
+    assert collector["exporters"][exporter]["endpoint"] == f"tempo:{_port(tempo_grpc)}"
+    for path in (tempo["storage"]["trace"]["wal"]["path"], tempo["storage"]["trace"]["local"]["path"]):
+        assert any(path.startswith(t + "/") for t in SERVICES["tempo"]["tmpfs"]), f"{path}: not writable"
+    provisioning = _host_path("grafana", "/etc/grafana/provisioning")
+    docs = [yaml.safe_load(p.read_text()) for p in sorted(provisioning.rglob("*.y*ml"))]
+    (datasource,) = [d for doc in docs for d in (doc or {}).get("datasources", []) if d["type"] == "tempo"]
+    url = urllib.parse.urlsplit(datasource["url"])
+    assert (url.hostname, url.port) == ("tempo", tempo["server"]["http_listen_port"])
+    assert "--enable-feature=exemplar-storage" in SERVICES["prometheus"]["command"]
 
 
 def test_exporters_read_the_simulators_state_read_only() -> None:

@@ -113,8 +113,10 @@ class EmbeddedStack:
                        "evaluation_interval": self.timing.evaluation_interval},
             "scrape_configs": [scrape_config(cv.DEFAULT_EXPORTER_JOB, targets, self.timing.scrape_interval)],
         }
+        # exemplar storage: the latency histograms' trace ids, as the compose stack and dashboards expect
         self.prometheus = PrometheusServer.start(config, self.workdir / "prometheus", rule_files=rule_paths,
-                                                 alertmanagers=[self.alertmanager.url])
+                                                 alertmanagers=[self.alertmanager.url],
+                                                 extra_args=["--enable-feature=exemplar-storage"])
 
     def render_alerting(self) -> dict[str, str]:
         """The generated rules and Alertmanager config, with routing pointed at the local sink."""

@@ -1,8 +1,10 @@
 """OTLP push against real receivers started in-process: the OTLP gRPC MetricsService and an
-OTLP/HTTP protobuf endpoint. Asserts what arrived: hw.* metrics with their attributes."""
+OTLP/HTTP protobuf endpoint. Asserts what arrived: hw.* metrics with their attributes, and the
+latency histogram with the runtime's buckets."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -13,8 +15,11 @@ from typing import Any
 import grpc
 import pytest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AGGREGATION_TEMPORALITY_CUMULATIVE
 
+from npuobs.devices.sim import SimBackend
 from npuobs.exporter import Exporter, ExporterConfig, OtlpConfig
+from npuobs.schema import LATENCY_BUCKETS
 from npuobs.simulator.fleet import Fleet, FleetConfig
 from npuobs.stack import free_port
 
@@ -102,11 +107,26 @@ def _points(request) -> dict[str, list[dict[str, Any]]]:
     for rm in request.resource_metrics:
         for sm in rm.scope_metrics:
             for m in sm.metrics:
+                if m.HasField("histogram"):
+                    continue  # see _histograms
                 data = m.gauge if m.HasField("gauge") else m.sum
                 for p in data.data_points:
                     attrs = {a.key: a.value.string_value for a in p.attributes}
                     attrs["value"] = p.as_double if p.HasField("as_double") else p.as_int
                     out.setdefault(m.name, []).append(attrs)
+    return out
+
+
+def _histograms(request) -> dict[str, list[Any]]:
+    """metric name -> histogram data points (protobuf), for cumulative histograms."""
+    out: dict[str, list[Any]] = {}
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if m.HasField("histogram"):
+                    assert m.histogram.aggregation_temporality == AGGREGATION_TEMPORALITY_CUMULATIVE
+                    assert m.unit == "s"
+                    out.setdefault(m.name, []).extend(m.histogram.data_points)
     return out
 
 
@@ -138,9 +158,28 @@ def test_otlp_grpc_delivers_hw_semconv_metrics(sim_state: Path, grpc_receiver: t
                    "hw.driver_version": "2025.3.0", "hw.firmware_version": "1.7.0", "value": 1}]
     assert {p["error.type"] for p in points["hw.errors"]} >= {"ecc_uncorrected", "pcie"}
     assert all(p["value"] > 0 for p in points["hw.energy"])
+    # the latency histogram, as the runtime aggregated it: same buckets and counts as the Prometheus side
+    latency = _histograms(request)["npu.inference.duration"]
+    snap = SimBackend(state_dir=sim_state, node="node-a").sample()
+    expected = {(w.device, w.tenant): w.latency for w in snap.workloads}
+    got = {}
+    for point in latency:
+        attrs = {a.key: a.value.string_value for a in point.attributes}
+        assert attrs["npu.model"] == "digits-mlp"
+        got[(attrs["hw.id"], attrs["npu.tenant"])] = point
+    assert set(got) == set(expected)
+    for key, hist in expected.items():
+        point = got[key]
+        assert list(point.explicit_bounds) == [b for b, _ in hist.buckets[:-1]] == list(LATENCY_BUCKETS)
+        assert list(itertools.accumulate(point.bucket_counts)) == [n for _, n in hist.buckets]
+        assert point.count == hist.count and point.sum == pytest.approx(hist.sum)
+        assert not point.HasField("min") and point.start_time_unix_nano < point.time_unix_nano
+    assert sum(p.count for p in latency) > 100  # the fleet served requests
 
 
 def test_otlp_http_delivers_to_v1_metrics(sim_state: Path, http_receiver: tuple[str, Received]) -> None:
     endpoint, received = http_receiver
-    points = _points(_export(sim_state, endpoint, "http", received))
+    request = _export(sim_state, endpoint, "http", received)
+    points = _points(request)
     assert len(points["hw.power"]) == 4 and points["npu.inference.requests"]
+    assert len(_histograms(request)["npu.inference.duration"]) == 16  # 4 devices x 4 tenants (canary included)

@@ -13,20 +13,36 @@ semantic conventions have one (``hw.status``, ``hw.temperature``, ``hw.temperatu
 these are not GPUs). The identity attributes ``hw.vendor``, ``hw.model``, ``hw.driver_version``
 and ``hw.firmware_version`` ride on ``hw.status`` only, like ``npu_device_info`` in Prometheus,
 so a driver upgrade renames one stream per device instead of all of them. Everything else is
-``npu.*``. The latency histogram is not pushed: observable instruments cannot carry a
-pre-aggregated histogram, and the runtime's own OpenTelemetry instrumentation records it.
+``npu.*``. The latency histogram goes out as ``npu.inference.duration`` (cumulative, explicit
+bounds = the schema's buckets): observable instruments cannot report a histogram aggregated
+elsewhere (by the runtime), so ``LatencyHistograms`` builds it from the same snapshot and adds it
+to each export the SDK makes, in the same request.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+    ScopeMetrics,
+)
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from npuobs import __version__
 from npuobs.devices.base import DeviceReading, Snapshot, WorkloadReading
@@ -172,6 +188,65 @@ def metric_exporter(config: OtlpConfig) -> MetricExporter:
     return Http(endpoint=endpoint, headers=headers, timeout=config.timeout)
 
 
+LATENCY_METRIC = "npu.inference.duration"
+METER_NAME = "npuobs.exporter"
+
+
+def latency_points(snap: Snapshot, start_ns: int, now_ns: int) -> list[HistogramDataPoint]:
+    """One cumulative point per (device, model, tenant): our buckets are (upper bound, cumulative
+    count) with +Inf last; OTLP wants the finite bounds and a count per bucket."""
+    points = []
+    for w in snap.workloads:
+        if not w.latency.buckets:
+            continue
+        cumulative = [n for _, n in w.latency.buckets]
+        counts = [b - a for a, b in zip([0, *cumulative[:-1]], cumulative, strict=True)]
+        points.append(HistogramDataPoint(
+            attributes={"hw.id": w.device, "npu.model": w.model, "npu.tenant": w.tenant},
+            start_time_unix_nano=start_ns, time_unix_nano=now_ns, count=w.latency.count, sum=w.latency.sum,
+            bucket_counts=counts, explicit_bounds=[b for b, _ in w.latency.buckets[:-1]],
+            min=None, max=None))  # type: ignore[arg-type]  # unknown for a histogram aggregated elsewhere
+    return points
+
+
+class LatencyHistograms(MetricExporter):
+    """Wraps the OTLP exporter: adds ``npu.inference.duration`` from ``latest()`` to every export."""
+
+    def __init__(self, inner: MetricExporter, latest: Latest) -> None:
+        # the reader asks its exporter for temporality/aggregation preferences: pass the inner one's on
+        super().__init__(preferred_temporality=getattr(inner, "_preferred_temporality", None),
+                         preferred_aggregation=getattr(inner, "_preferred_aggregation", None))
+        self.inner = inner
+        self.latest = latest
+        self.start_ns = time.time_ns()
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        # only beside the SDK's own points: a collection without any means no snapshot when it ran
+        collected = any(m.data.data_points for rm in metrics_data.resource_metrics for sm in rm.scope_metrics
+                        for m in sm.metrics)
+        snap = self.latest() if collected else None
+        points = latency_points(snap, self.start_ns, time.time_ns()) if snap is not None else []
+        if points:
+            metric = Metric(LATENCY_METRIC, "Inference request latency, queueing included.", "s",
+                            Histogram(points, AggregationTemporality.CUMULATIVE))
+            # into the meter's own scope: the encoder keys scopes by name, so a second one would replace it
+            first, *rest = metrics_data.resource_metrics
+            scopes = list(first.scope_metrics)
+            i = next((i for i, sm in enumerate(scopes) if sm.scope.name == METER_NAME), None)
+            if i is None:
+                scopes.append(ScopeMetrics(InstrumentationScope(METER_NAME, __version__), [metric], ""))
+            else:
+                scopes[i] = dataclasses.replace(scopes[i], metrics=[*scopes[i].metrics, metric])
+            metrics_data = MetricsData([dataclasses.replace(first, scope_metrics=scopes), *rest])
+        return self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
 class OtlpPusher:
     """A MeterProvider whose observable instruments read ``latest()`` at each export."""
 
@@ -182,13 +257,13 @@ class OtlpPusher:
         self._provider: MeterProvider | None = None
 
     def start(self) -> OtlpPusher:
-        reader = PeriodicExportingMetricReader(metric_exporter(self.config),
+        reader = PeriodicExportingMetricReader(LatencyHistograms(metric_exporter(self.config), self.latest),
                                                export_interval_millis=self.config.interval * 1000,
                                                export_timeout_millis=self.config.timeout * 1000)
         resource = Resource.create({"service.name": "npuobs-exporter", "service.version": __version__,
                                     "host.name": self.node})
         self._provider = MeterProvider(metric_readers=[reader], resource=resource)
-        meter = self._provider.get_meter("npuobs.exporter", __version__)
+        meter = self._provider.get_meter(METER_NAME, __version__)
         create = {"gauge": meter.create_observable_gauge, "counter": meter.create_observable_counter,
                   "updown": meter.create_observable_up_down_counter}
         for inst in INSTRUMENTS:

@@ -1,9 +1,7 @@
-"""Run a real Alertmanager (clustering off) on loopback and read its alerts through API v2."""
+"""Run a real Alertmanager (clustering off) on loopback; its API v2 through ``npuobs.amapi``."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -11,15 +9,16 @@ from typing import Any
 
 import yaml
 
+from npuobs.amapi import AlertmanagerAPI
 from npuobs.stack.proc import ManagedProcess, StackError, find_binary, free_port, wait_http_ok
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(AlertmanagerAPI):
     """An Alertmanager process started by :meth:`start`; a context manager that stops it on exit."""
 
     def __init__(self, process: ManagedProcess, url: str, config_path: Path) -> None:
+        super().__init__(url)
         self.process = process
-        self.url = url
         self.config_path = config_path
 
     @classmethod
@@ -56,14 +55,6 @@ class AlertmanagerServer:
             process.stop()
             raise
         return cls(process, url, config_path)
-
-    def alerts(self, *, active: bool = True, silenced: bool = True,
-               inhibited: bool = True) -> list[dict[str, Any]]:
-        """Alerts held (``GET /api/v2/alerts``), each with ``labels``, ``annotations`` and ``status``."""
-        flags = {"active": active, "silenced": silenced, "inhibited": inhibited}
-        query = "&".join(f"{k}={str(v).lower()}" for k, v in flags.items())
-        with urllib.request.urlopen(f"{self.url}/api/v2/alerts?{query}", timeout=10) as resp:  # noqa: S310
-            return list(json.load(resp))
 
     def stop(self) -> int | None:
         return self.process.stop()

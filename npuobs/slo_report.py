@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from npuobs.alerting import conventions as cv
-from npuobs.alerting.slo_spec import SLO, WINDOW, Spec
+from npuobs.alerting.slo_spec import REGROUPABLE, SLO, WINDOW, Spec
 from npuobs.durations import parse_duration
 from npuobs.gameday.tables import markdown_table, text_table
 from npuobs.promapi import PrometheusAPI
@@ -84,11 +84,6 @@ class SloStatus:
                 "top_failure_modes": [c.__dict__ for c in self.failure_modes]}
 
 
-def _per_device(query: str) -> str:
-    """An SLI query (``sum(rate(x[{{window}}]))``) regrouped per device, as event counts."""
-    return query.replace("sum(rate(", "sum by (node, device) (increase(")
-
-
 def _by_device(prom: PrometheusClient, promql: str) -> dict[tuple[str, str], float]:
     return {(r["metric"].get("node", ""), r["metric"].get("device", "")): float(r["value"][1])
             for r in prom.query(promql)}
@@ -101,20 +96,16 @@ def _top(counts: dict[str, float]) -> list[Contributor]:
 
 
 def _devices(prom: PrometheusClient, slo: SLO, period: str) -> list[Contributor]:
-    if slo.errors_query is not None:
-        bad = _by_device(prom, _per_device(slo.errors_query.replace(WINDOW, period)))
-    else:
-        assert slo.good_query is not None
-        total = _by_device(prom, _per_device(slo.total_query.replace(WINDOW, period)))
-        good = _by_device(prom, _per_device(slo.good_query.replace(WINDOW, period)))
-        bad = {k: v - good.get(k, 0.0) for k, v in total.items()}
-    return _top({f"{n}/{d}": v for (n, d), v in bad.items()})
+    query = slo.bad_by_device(period, "increase")
+    if query is None:
+        return []
+    return _top({f"{n}/{d}": v for (n, d), v in _by_device(prom, query).items()})
 
 
 def _failure_modes(prom: PrometheusClient, slo: SLO, period: str) -> list[Contributor]:
     counts: dict[str, float] = {}
     if slo.sli == "availability" and slo.errors_query is not None and "outcome!=" in slo.errors_query:
-        query = slo.errors_query.replace(WINDOW, period).replace("sum(rate(", "sum by (outcome) (increase(")
+        query = slo.errors_query.replace(WINDOW, period).replace(REGROUPABLE, "sum by (outcome) (increase(")
         for r in prom.query(query):
             outcome = r["metric"].get("outcome", "")
             counts[OUTCOME_FAILURE_MODES.get(outcome, outcome)] = float(r["value"][1])

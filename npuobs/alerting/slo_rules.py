@@ -11,6 +11,7 @@ from npuobs.durations import parse_duration
 # The period-long rules scan the whole SLO period (30 days of samples): evaluating them every
 # minute would cost more than all other rules together, and budget moves slowly.
 BUDGET_INTERVAL = "5m"
+TOP_DEVICES = 3  # devices a burn alert names as the largest sources of bad events
 
 
 def slo_labels(spec: Spec, slo: SLO) -> dict[str, str]:
@@ -46,7 +47,21 @@ def _burn_description(slo: SLO, windows: list[BurnWindow]) -> str:
     budget_pct = f"{slo.error_budget * 100:g} %"
     pairs = " or ".join(f"{w.factor:g}x over {w.long} (confirmed over {w.short})" for w in windows)
     return (f"The {slo.sli} SLO {slo.name} ({slo.objective:g} % over {slo.period}, "
-            f"error budget {budget_pct}) is burning its budget at more than {pairs}.")
+            f"error budget {budget_pct}) is burning its budget at more than {pairs}."
+            + _top_devices(slo, windows[0].short))
+
+
+def _top_devices(slo: SLO, window: str) -> str:
+    """A template sentence naming the devices with the most bad events right now, so the page itself
+    says where to look (the guide's "composite" of SLO breach and device): a Prometheus template
+    ``query``, expanded at each evaluation. Empty when the SLI cannot be broken down per device."""
+    bad = slo.bad_by_device(window)
+    if bad is None:
+        return ""
+    query = f"sort_desc(topk({TOP_DEVICES}, ({' '.join(bad.split())}) > 0))"
+    return (f" Most bad events over {window}: {{{{ range $i, $s := query `{query}` }}}}{{{{ if $i }}}}, "
+            "{{ end }}{{ $s.Labels.node }}/{{ $s.Labels.device }} ({{ printf \"%.3g\" $s.Value }}/s)"
+            "{{ else }}no single device{{ end }}.")
 
 
 def slo_groups(spec: Spec, policy: str) -> tuple[Group, Group, Group]:

@@ -31,6 +31,7 @@ from npuobs.thresholds import Thresholds
 
 SPEC_VERSION = "npuobs/v1"
 WINDOW = "{{window}}"
+REGROUPABLE = "sum(rate("  # how the SLI queries aggregate; regrouped per device for breakdowns
 VERSION_COMPONENTS = ("driver_version", "firmware_version", "runtime_version")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -70,6 +71,23 @@ class SLO:
         assert self.good_query is not None
         good = self.good_query.replace(WINDOW, window)
         return f"1 - (\n  (\n    {good}\n  )\n  /\n  (\n    {total} > 0\n  )\n)"
+
+    def bad_by_device(self, window: str, fn: str = "rate") -> str | None:
+        """PromQL for the SLI's bad events per device over ``window`` (``fn``: ``rate`` per second,
+        ``increase`` as counts), or None when the SLI queries are not ``sum(rate(...))`` and cannot be
+        regrouped. Answers "whose budget is this" for the burn alerts and ``npuobs slo report``."""
+        queries = [q for q in (self.total_query, self.errors_query, self.good_query) if q is not None]
+        if not all(REGROUPABLE in q for q in queries):
+            return None
+
+        def regroup(query: str) -> str:
+            return query.replace(WINDOW, window).replace(REGROUPABLE, f"sum by (node, device) ({fn}(")
+
+        if self.errors_query is not None:
+            return regroup(self.errors_query)
+        assert self.good_query is not None
+        total = regroup(self.total_query)
+        return f"{total}\n-\n(\n  {regroup(self.good_query)}\n  or\n  {total} * 0\n)"
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,9 @@ def test_demo_pages_on_device_offline_and_stops_clean(tmp_path: Path) -> None:
             assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
         listening = {c.laddr.port for c in psutil.net_connections() if c.status == "LISTEN"}
         assert not set(ports) & listening
-    finally:
+    finally:  # a failing run must not leave its servers behind for the rest of the session
         if proc.poll() is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
             proc.kill()
             proc.wait()

@@ -11,8 +11,8 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
 import pytest
@@ -72,10 +72,10 @@ def test_recording_progress_follows_the_slowest_node(tmp_path: Path, monkeypatch
             time.sleep(0.01)
 
     lines: list[str] = []
-    with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(worker, node) for node in gates]
+    with ThreadPool(2) as pool:
+        pending = [pool.apply_async(worker, (node,)) for node in gates]
         reporter = threading.Thread(target=record_module._report_progress,
-                                    args=(futures, tmp_path, start, 3 * step, lines.append))
+                                    args=(pending, tmp_path, start, 3 * step, lines.append))
         reporter.start()
         for gate in gates["node-a"]:  # node-a runs to its last window; node-b sets the pace
             gate.set()

@@ -9,9 +9,13 @@ it into one clear ``npuobs: error: ...`` line and exit status 2, never a traceba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
 
 from npuobs import __version__
 from npuobs.cli.errors import CliError
@@ -49,6 +53,33 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(Exception):
+    """SIGTERM arrived: unwind like Ctrl-C so every ``finally`` stops what the command started."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM (``kill``, systemd, a CI job's timeout) into ``Terminated`` while a command runs.
+
+    Python's default SIGTERM ends the process at once, skipping ``finally`` blocks, and the
+    Prometheus, Alertmanager and exporters a game day or soak started (each in its own process
+    group, so a terminal's Ctrl-C does not hit them before an orderly stop) would be left running.
+    Commands with their own handler (``demo``, ``exporter``) replace this one while they run.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -57,13 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_unwinds():
+            return int(args.func(args) or 0)
     except CliError as exc:
         print(f"npuobs: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("npuobs: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("npuobs: terminated, stopped what it had started", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

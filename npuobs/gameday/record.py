@@ -25,8 +25,8 @@ import multiprocessing
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import IO
 
@@ -249,17 +249,20 @@ def record_node(config: FleetConfig, node: str, actions: Sequence[Action], durat
     return NodeRecording(node, tuple(writer.files), scrapes, samples, time.process_time() - cpu0)
 
 
-def _report_progress(futures: list[Future[NodeRecording]], out_dir: Path, start: float, duration: float,
+def _report_progress(results: list[AsyncResult[NodeRecording]], out_dir: Path, start: float, duration: float,
                      progress: Callable[[str], None]) -> None:
-    """Until the workers finish, say how far the slowest node got, from the block files it has
-    started (a window's file opens at its first scrape), whenever that advances."""
+    """Until the workers finish (or one fails), say how far the slowest node got, from the block
+    files it has started (a window's file opens at its first scrape), whenever that advances."""
     said = 0.0
-    while wait(futures, timeout=PROGRESS_POLL_SECONDS, return_when=FIRST_EXCEPTION).not_done:
+    while not all(r.ready() for r in results):
+        if any(r.ready() and not r.successful() for r in results):
+            return  # the caller's get() raises the worker's error
+        next(r for r in results if not r.ready()).wait(PROGRESS_POLL_SECONDS)
         reached = []
         for node in {p.name.rsplit("-", 1)[0] for p in out_dir.glob("*.om")}:
             latest = max(float(p.stem.rsplit("-", 1)[1]) for p in out_dir.glob(f"{node}-*.om"))
             reached.append(max(latest - start, 0.0))
-        done = min(reached) if len(reached) == len(futures) else 0.0
+        done = min(reached) if len(reached) == len(results) else 0.0
         if done > said:
             said = done
             progress(f"simulated {format_duration(int(done))} of {format_duration(int(duration))} "
@@ -291,11 +294,19 @@ def record(config: FleetConfig, duration: float, out_dir: Path, actions: Iterabl
             results.append(record_node(*job))
             progress(f"recorded {job[1]} ({len(results)}/{len(jobs)} nodes)")
     else:
-        # spawn, not fork: the caller may run threads (servers, samplers) that fork would copy mid-flight
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(options.workers, len(nodes)), mp_context=context) as pool:
-            futures = [pool.submit(record_node, *job) for job in jobs]
-            _report_progress(futures, out_dir, options.start, duration, progress)
-            results = [f.result() for f in futures]
+        # spawn, not fork: the caller may run threads (servers, samplers) that fork would copy mid-flight.
+        # A Pool, not a ProcessPoolExecutor: on an error or SIGTERM here, terminate() stops the workers at
+        # once instead of waiting minutes for their recordings to finish.
+        pool = multiprocessing.get_context("spawn").Pool(min(options.workers, len(nodes)))
+        try:
+            pending = [pool.apply_async(record_node, job) for job in jobs]
+            _report_progress(pending, out_dir, options.start, duration, progress)
+            results = [r.get() for r in pending]
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
     return Recording(tuple(results), options.start, options.start + duration, options.scrape_interval,
                      options.job, time.monotonic() - wall0)

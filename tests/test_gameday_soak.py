@@ -114,3 +114,18 @@ def test_soak_reports(soaked: SoakResult, tmp_path: Path) -> None:
 def test_soak_cli_rejects_a_scrape_interval_off_the_tick(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["gameday", "--soak", "1h", "--tick", "7", "--scrape-interval", "30s"]) == 2
     assert "multiple of --tick" in capsys.readouterr().err
+
+
+def test_recording_in_worker_processes_equals_one_process(tmp_path: Path) -> None:
+    """Nodes draw from their own seeded RNGs, so spreading them over processes changes no sample."""
+    fleet = replace(FleetConfig.default(), load=LoadProfile("diurnal", 20.0), tick_seconds=5.0)
+    fleet = replace(fleet, nodes=tuple(replace(n, devices=n.devices[:1]) for n in fleet.nodes))
+    texts = []
+    for workers in (1, 2):
+        rec = record_module.record(fleet, 120, tmp_path / f"w{workers}", (),
+                                   record_module.RecordOptions(scrape_interval=15, workers=workers))
+        assert [n.node for n in rec.nodes] == ["node-a", "node-b"] and rec.samples > 1000
+        # everything but the exporter's own wall-clock timing of its sample
+        texts.append({f.name: [line for line in f.read_text().splitlines()
+                               if not line.startswith("npuobs_collector_duration_seconds")] for f in rec.files})
+    assert texts[0] == texts[1]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from npuobs.alerting import maintenance
-from npuobs.amapi import AlertmanagerAPI, Matcher
+from npuobs.amapi import AlertmanagerAPI, AlertmanagerUnreachable, Matcher
 from npuobs.cli.main import main
 from npuobs.stack.alertmanager import AlertmanagerServer
 from npuobs.stack.proc import free_port
@@ -90,6 +90,7 @@ def test_hand_made_silences_are_left_alone(alertmanager_server: AlertmanagerServ
 
 @pytest.mark.parametrize("kwargs, error", [
     ({"nodes": []}, "at least one node"),
+    ({"nodes": ["n1", ""]}, "none of them empty"),  # node="" would silence the SLO alerts
     ({"duration": timedelta(0)}, "positive duration"),
     ({"comment": "  "}, "say why"),
 ])
@@ -133,3 +134,22 @@ def test_cli_says_what_is_wrong(capsys: pytest.CaptureFixture[str]) -> None:
         main(["alerts", "maintenance", "start", "--node", "n", "--duration", "soon", "--comment", "c"])
     assert exit_info.value.code == 2
     assert "not a duration like 30d" in capsys.readouterr().err
+
+
+def test_a_partly_opened_window_says_which_nodes_are_silenced(alertmanager_server: AlertmanagerServer) -> None:
+    """Alertmanager goes away after the first node's silence: that window stays open and the error names
+    it, so nobody believes nothing was silenced."""
+
+    class GoneAfterOne(AlertmanagerAPI):
+        def create_silence(self, *args: Any, **kwargs: Any) -> str:
+            if self.created:
+                raise AlertmanagerUnreachable(f"cannot reach Alertmanager at {self.url}: connection refused")
+            self.created = super().create_silence(*args, **kwargs)
+            return self.created
+
+    api = GoneAfterOne(alertmanager_server.url)
+    api.created = ""
+    with pytest.raises(AlertmanagerUnreachable, match=r"connection refused; windows already open: w5-a \(\S+\)$"):
+        maintenance.start(api, ["w5-a", "w5-b"], duration=timedelta(minutes=5), comment="c", created_by="t")
+    assert [w.node for w in maintenance.windows(alertmanager_server) if w.id == api.created] == ["w5-a"]
+    assert maintenance.end(alertmanager_server, ids=[api.created]) == [api.created]

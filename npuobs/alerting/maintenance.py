@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from npuobs.amapi import AlertmanagerAPI, Matcher
+from npuobs.amapi import AlertmanagerAPI, AlertmanagerError, Matcher
 
 COMMENT_PREFIX = "npuobs maintenance: "
 ALL_NPUOBS_ALERTS = Matcher("alertname", "Npu.+", regex=True)
@@ -50,18 +50,25 @@ class Window:
 def start(api: AlertmanagerAPI, nodes: list[str], *, duration: timedelta, comment: str, created_by: str,
           device: str = "", now: datetime | None = None) -> list[str]:
     """Open a window on each node (only ``device`` of it when given); the new silence ids."""
-    if not nodes:
-        raise ValueError("name at least one node")
+    if not nodes or not all(n.strip() for n in nodes):
+        # an empty node would match every alert without a node label: the SLO pages this must not silence
+        raise ValueError("name at least one node, none of them empty")
     if duration <= timedelta(0):
         raise ValueError("a maintenance window needs a positive duration")
     if not comment.strip():
         raise ValueError("say why in the comment (a change ticket, the work being done)")
     starts = now or datetime.now(timezone.utc)
-    ids = []
+    ids: list[str] = []
     for node in nodes:
         matchers = [ALL_NPUOBS_ALERTS, Matcher("node", node)] + ([Matcher("device", device)] if device else [])
-        ids.append(api.create_silence(matchers, starts, starts + duration, created_by=created_by,
-                                      comment=COMMENT_PREFIX + comment.strip()))
+        try:
+            ids.append(api.create_silence(matchers, starts, starts + duration, created_by=created_by,
+                                          comment=COMMENT_PREFIX + comment.strip()))
+        except AlertmanagerError as exc:
+            if not ids:
+                raise
+            opened = ", ".join(f"{n} ({i})" for n, i in zip(nodes, ids, strict=False))
+            raise type(exc)(f"{exc}; windows already open: {opened}") from exc
     return ids
 
 

@@ -48,7 +48,7 @@ class Window:
 
 
 def start(api: AlertmanagerAPI, nodes: list[str], *, duration: timedelta, comment: str, created_by: str,
-          device: str = "", now: datetime | None = None) -> list[str]:
+          device: str = "") -> list[str]:
     """Open a window on each node (only ``device`` of it when given); the new silence ids."""
     if not nodes or not all(n.strip() for n in nodes):
         # an empty node would match every alert without a node label: the SLO pages this must not silence
@@ -57,7 +57,7 @@ def start(api: AlertmanagerAPI, nodes: list[str], *, duration: timedelta, commen
         raise ValueError("a maintenance window needs a positive duration")
     if not comment.strip():
         raise ValueError("say why in the comment (a change ticket, the work being done)")
-    starts = now or datetime.now(timezone.utc)
+    starts = datetime.now(timezone.utc)
     ids: list[str] = []
     for node in nodes:
         matchers = [ALL_NPUOBS_ALERTS, Matcher("node", node)] + ([Matcher("device", device)] if device else [])

@@ -102,33 +102,36 @@ def test_start_rejects_incomplete_windows(kwargs: dict[str, Any], error: str) ->
 
 
 def test_cli_start_list_end(alertmanager_server: AlertmanagerServer, capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["alerts", "maintenance", "--alertmanager", alertmanager_server.url]
+    base, am = ["alerts", "maintenance"], ["--alertmanager", alertmanager_server.url]
     assert main([*base, "start", "--node", "w4-a", "--node", "w4-b", "--duration", "90m",
-                 "--comment", "CHG-7 firmware 1.8", "--created-by", "oncall"]) == 0
+                 "--comment", "CHG-7 firmware 1.8", "--created-by", "oncall", *am]) == 0
     started = capsys.readouterr().out.splitlines()
     assert [line.split()[1:] for line in started] == [
         ["w4-a:", "npuobs", "alerts", "silenced", "for", "1h30m"], ["w4-b:", "npuobs", "alerts", "silenced", "for",
                                                                     "1h30m"]]
     ids = [line.split()[0] for line in started]
-    assert main([*base, "list"]) == 0
+    assert main([*base, "list", *am]) == 0
     listing = capsys.readouterr().out
     assert listing.splitlines()[0].split() == ["id", "node", "device", "state", "starts", "ends", "created", "by",
                                                "comment"]
     for silence_id in ids:
         assert any(line.startswith(silence_id) and "CHG-7 firmware 1.8" in line and "oncall" in line
                    for line in listing.splitlines())
-    assert main([*base, "end", "--node", "w4-a"]) == 0
+    assert main([*base, "end", "--node", "w4-a", *am]) == 0
     assert capsys.readouterr().out == f"{ids[0]}  ended\n"
-    assert main([*base, "end", ids[1]]) == 0
-    assert main([*base, "end", "--node", "w4-a"]) == 0
+    assert main([*base, "end", ids[1], *am]) == 0
+    assert main([*base, "end", "--node", "w4-a", *am]) == 0
     assert capsys.readouterr().out == f"{ids[1]}  ended\nno open npuobs maintenance window on w4-a\n"
 
 
-def test_cli_says_what_is_wrong(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_says_what_is_wrong(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    assert main(["alerts", "maintenance", "--alertmanager", url, "list"]) == 2
+    assert main(["alerts", "maintenance", "list", "--alertmanager", url]) == 2
     assert f"cannot reach Alertmanager at {url}" in capsys.readouterr().err
-    assert main(["alerts", "maintenance", "--alertmanager", url, "end"]) == 2
+    monkeypatch.setenv("NPUOBS_ALERTMANAGER_URL", url)  # the environment names the default
+    assert main(["alerts", "maintenance", "list"]) == 2
+    assert f"cannot reach Alertmanager at {url}" in capsys.readouterr().err
+    assert main(["alerts", "maintenance", "end", "--alertmanager", url]) == 2
     assert "name the windows to end (ids) or a node" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["alerts", "maintenance", "start", "--node", "n", "--duration", "soon", "--comment", "c"])

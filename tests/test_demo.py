@@ -59,7 +59,7 @@ def test_demo_pages_on_device_offline_and_stops_clean(tmp_path: Path) -> None:
     seen: list[str] = []
     try:
         prom = _wait_line(proc, r"prometheus\s+(http://\S+/)", 90, seen).group(1)
-        hint = _wait_line(proc, r"^\s*(npuobs alerts maintenance .*start .*?)\s+# silence a node", 10, seen).group(1)
+        hint = _wait_line(proc, r"^\s*(npuobs alerts maintenance start .*?)\s+# silence a node", 10, seen).group(1)
         _wait_line(proc, r"Ctrl-C stops everything", 10, seen)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert {c.name() for c in children} >= {"prometheus", "prometheus-alertmanager"}
@@ -84,10 +84,10 @@ def test_demo_pages_on_device_offline_and_stops_clean(tmp_path: Path) -> None:
         started = subprocess.run([*npuobs, *shlex.split(hint)[1:]], capture_output=True, text=True, timeout=60)
         assert started.returncode == 0 and "node-a: npuobs alerts silenced for 30m" in started.stdout, started
         am = re.search(r"--alertmanager (\S+)", hint).group(1)
-        listed = subprocess.run([*npuobs, "alerts", "maintenance", "--alertmanager", am, "list"],
+        listed = subprocess.run([*npuobs, "alerts", "maintenance", "list", "--alertmanager", am],
                                 capture_output=True, text=True, timeout=60)
         assert "planned work" in listed.stdout and "node-a" in listed.stdout, listed
-        ended = subprocess.run([*npuobs, "alerts", "maintenance", "--alertmanager", am, "end", "--node", "node-a"],
+        ended = subprocess.run([*npuobs, "alerts", "maintenance", "end", "--node", "node-a", "--alertmanager", am],
                                capture_output=True, text=True, timeout=60)
         assert ended.returncode == 0 and ended.stdout.endswith("ended\n"), ended
 

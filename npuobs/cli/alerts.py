@@ -65,10 +65,12 @@ def _register_maintenance(sub: argparse._SubParsersAction) -> None:
                                    "npuobs alert (alertname=~\"Npu.+\") on that node or one of its devices. "
                                    "SLO burn alerts carry no node label and stay live: if the drained capacity "
                                    "hurts users, someone is still paged.")
-    m.add_argument("--alertmanager", default=os.environ.get("NPUOBS_ALERTMANAGER_URL", DEFAULT_ALERTMANAGER_URL),
-                   help="Alertmanager base URL (default $NPUOBS_ALERTMANAGER_URL or %(default)s)")
+    common = argparse.ArgumentParser(add_help=False)  # every action takes it, after the action's name
+    common.add_argument("--alertmanager",
+                        default=os.environ.get("NPUOBS_ALERTMANAGER_URL", DEFAULT_ALERTMANAGER_URL),
+                        help="Alertmanager base URL (default $NPUOBS_ALERTMANAGER_URL or %(default)s)")
     msub = m.add_subparsers(dest="maintenance_command", metavar="ACTION", required=True)
-    s = msub.add_parser("start", help="open a window on one or more nodes")
+    s = msub.add_parser("start", parents=[common], help="open a window on one or more nodes")
     s.add_argument("--node", action="append", required=True, help="node to silence (repeatable)")
     s.add_argument("--device", default="", help="only this device of the node(s)")
     s.add_argument("--duration", required=True, type=_duration, help="how long, e.g. 30m, 2h")
@@ -76,10 +78,10 @@ def _register_maintenance(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--created-by", default=os.environ.get("USER") or "npuobs",
                    help="who (default $USER, else npuobs)")
     s.set_defaults(func=run_maintenance_start)
-    ls = msub.add_parser("list", help="show open windows (with --all, recently expired ones too)")
+    ls = msub.add_parser("list", parents=[common], help="show open windows (with --all, recently expired ones too)")
     ls.add_argument("--all", action="store_true", help="include expired windows Alertmanager still holds")
     ls.set_defaults(func=run_maintenance_list)
-    e = msub.add_parser("end", help="end windows early, by id or every open one on a node")
+    e = msub.add_parser("end", parents=[common], help="end windows early, by id or every open one on a node")
     e.add_argument("ids", nargs="*", help="window (silence) ids, as `start` and `list` print them")
     e.add_argument("--node", default="", help="end every open window on this node")
     e.set_defaults(func=run_maintenance_end)

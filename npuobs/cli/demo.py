@@ -102,8 +102,8 @@ def _banner(stack: EmbeddedStack, cap: str | None) -> str:
               f"  npuobs sim inject F2 --node {node} --device 1 --duration 10m{state}   # thermal throttling",
               f"  npuobs sim status{state}   |   npuobs sim clear{state}"]
     if stack.alertmanager:
-        lines.append(f"  npuobs alerts maintenance --alertmanager {stack.alertmanager.url} start --node {node} "
-                     "--duration 30m --comment 'planned work'   # silence a node")
+        lines.append(f"  npuobs alerts maintenance start --node {node} --duration 30m --comment 'planned work' "
+                     f"--alertmanager {stack.alertmanager.url}   # silence a node")
     lines += ["Ctrl-C stops everything.", ""]
     return "\n".join(lines)
 

@@ -17,8 +17,9 @@ from npuobs.alerting.burnrate import DEFAULT_POLICY, POLICIES
 from npuobs.alerting.generate import Options, ToolMissing, check, render, write
 from npuobs.alerting.slo_spec import SpecError, load_spec
 from npuobs.amapi import AlertmanagerAPI, AlertmanagerError
+from npuobs.cli.argtypes import duration_seconds
 from npuobs.cli.errors import CliError
-from npuobs.durations import format_duration, parse_duration
+from npuobs.durations import format_duration
 from npuobs.gameday.tables import text_table
 
 T = TypeVar("T")
@@ -73,7 +74,7 @@ def _register_maintenance(sub: argparse._SubParsersAction) -> None:
     s = msub.add_parser("start", parents=[common], help="open a window on one or more nodes")
     s.add_argument("--node", action="append", required=True, help="node to silence (repeatable)")
     s.add_argument("--device", default="", help="only this device of the node(s)")
-    s.add_argument("--duration", required=True, type=_duration, help="how long, e.g. 30m, 2h")
+    s.add_argument("--duration", required=True, type=duration_seconds, help="how long, e.g. 30m, 2h")
     s.add_argument("--comment", required=True, help="why: the change ticket or the work being done")
     s.add_argument("--created-by", default=os.environ.get("USER") or "npuobs",
                    help="who (default $USER, else npuobs)")
@@ -85,13 +86,6 @@ def _register_maintenance(sub: argparse._SubParsersAction) -> None:
     e.add_argument("ids", nargs="*", help="window (silence) ids, as `start` and `list` print them")
     e.add_argument("--node", default="", help="end every open window on this node")
     e.set_defaults(func=run_maintenance_end)
-
-
-def _duration(text: str) -> timedelta:
-    try:
-        return timedelta(seconds=parse_duration(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _routing_key(severity: str, key_file: str) -> RoutingKey:
@@ -147,10 +141,10 @@ def _maintenance_call(args: argparse.Namespace, action: Callable[[AlertmanagerAP
 
 def run_maintenance_start(args: argparse.Namespace) -> int:
     ids = _maintenance_call(args, lambda api: maintenance.start(
-        api, args.node, duration=args.duration, comment=args.comment, created_by=args.created_by,
-        device=args.device))
+        api, args.node, duration=timedelta(seconds=args.duration), comment=args.comment,
+        created_by=args.created_by, device=args.device))
     scope = f"device {args.device} of " if args.device else ""
-    how_long = format_duration(int(args.duration.total_seconds()))
+    how_long = format_duration(int(args.duration))
     for node, silence_id in zip(args.node, ids, strict=True):
         print(f"{silence_id}  {scope}{node}: npuobs alerts silenced for {how_long}")
     return 0

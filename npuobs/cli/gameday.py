@@ -12,17 +12,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from npuobs.cli.argtypes import duration_seconds
 from npuobs.cli.errors import CliError
 from npuobs.durations import format_duration, parse_duration
 from npuobs.simulator.loadgen import LoadProfile
 from npuobs.stack.proc import StackError
-
-
-def _duration(text: str) -> float:
-    try:
-        return float(parse_duration(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration like 30s, 10m or 24h: {text!r}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,16 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--for-cap", default="30s",
                    help="drills: cap every alert's for: at this, so a drill does not wait 15 minutes (default 30s; "
                         "'none': the generated values)")
-    p.add_argument("--detect-timeout", type=_duration, default=360.0,
+    p.add_argument("--detect-timeout", type=duration_seconds, default=360.0,
                    help="drills: give up on a scenario's expected alerts after this long (default 6m)")
-    p.add_argument("--resolve-timeout", type=_duration, default=90.0,
+    p.add_argument("--resolve-timeout", type=duration_seconds, default=90.0,
                    help="drills: wait at most this long for alerts to resolve after clearing (default 90s)")
-    p.add_argument("--warmup", type=_duration, default=30.0,
+    p.add_argument("--warmup", type=duration_seconds, default=30.0,
                    help="drills: let the stack run this long before the first drill (default 30s)")
     p.add_argument("--strict", action="store_true", help="drills: unexpected alerts fail the scenario too")
     p.add_argument("--workdir", type=Path, help="keep the stack's or soak's files here (default: a temp dir)")
     soak = p.add_argument_group("soak (virtual time)")
-    soak.add_argument("--soak", type=_duration, metavar="DURATION",
+    soak.add_argument("--soak", type=duration_seconds, metavar="DURATION",
                       help="run a soak of this much virtual time (e.g. 24h) instead of drills")
     soak.add_argument("--noise", action="store_true",
                       help="add brief background blips that must not page (device offline 20s, 1 min of heat ...)")
@@ -65,8 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     soak.add_argument("--tick", type=float, default=1.0,
                       help="simulator tick, virtual seconds; must divide --scrape-interval (default 1; 10 runs "
                            "~20%% faster, with load, heat and faults changing only once per tick)")
-    soak.add_argument("--scrape-interval", type=_duration, default=30.0, help="virtual scrape interval (default 30s)")
-    soak.add_argument("--eval-interval", type=_duration, default=60.0, help="rule evaluation interval (default 1m)")
+    soak.add_argument("--scrape-interval", type=duration_seconds, default=30.0,
+                      help="virtual scrape interval (default 30s)")
+    soak.add_argument("--eval-interval", type=duration_seconds, default=60.0,
+                      help="rule evaluation interval (default 1m)")
     soak.add_argument("--seed", type=int, default=0, help="simulator and blip seed (default 0)")
     soak.add_argument("--workers", type=int, default=2, help="simulator processes, one node each (default 2)")
     p.set_defaults(func=run)

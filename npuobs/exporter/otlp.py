@@ -39,10 +39,8 @@ from opentelemetry.sdk.metrics.export import (
     MetricExportResult,
     MetricsData,
     PeriodicExportingMetricReader,
-    ScopeMetrics,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from npuobs import __version__
 from npuobs.devices.base import DeviceReading, Snapshot, WorkloadReading
@@ -221,24 +219,28 @@ class LatencyHistograms(MetricExporter):
         self.start_ns = time.time_ns()
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        # only beside the SDK's own points: a collection without any means no snapshot when it ran
-        collected = any(m.data.data_points for rm in metrics_data.resource_metrics for sm in rm.scope_metrics
-                        for m in sm.metrics)
-        snap = self.latest() if collected else None
-        points = latency_points(snap, self.start_ns, time.time_ns()) if snap is not None else []
-        if points:
-            metric = Metric(LATENCY_METRIC, "Inference request latency, queueing included.", "s",
-                            Histogram(points, AggregationTemporality.CUMULATIVE))
-            # into the meter's own scope: the encoder keys scopes by name, so a second one would replace it
-            first, *rest = metrics_data.resource_metrics
-            scopes = list(first.scope_metrics)
-            i = next((i for i, sm in enumerate(scopes) if sm.scope.name == METER_NAME), None)
-            if i is None:
-                scopes.append(ScopeMetrics(InstrumentationScope(METER_NAME, __version__), [metric], ""))
-            else:
-                scopes[i] = dataclasses.replace(scopes[i], metrics=[*scopes[i].metrics, metric])
-            metrics_data = MetricsData([dataclasses.replace(first, scope_metrics=scopes), *rest])
-        return self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        return self.inner.export(self._with_latency(metrics_data), timeout_millis=timeout_millis, **kwargs)
+
+    def _with_latency(self, data: MetricsData) -> MetricsData:
+        """``data`` with the histogram added to the meter's own scope (the encoder keys scopes by name, so
+        a second scope of that name would replace it), only beside points the SDK collected: a
+        collection without any means there was no snapshot when it ran."""
+        for r, rm in enumerate(data.resource_metrics):
+            for i, sm in enumerate(rm.scope_metrics):
+                if sm.scope.name != METER_NAME or not any(m.data.data_points for m in sm.metrics):
+                    continue
+                snap = self.latest()
+                points = latency_points(snap, self.start_ns, time.time_ns()) if snap is not None else []
+                if not points:
+                    return data
+                metric = Metric(LATENCY_METRIC, "Inference request latency, queueing included.", "s",
+                                Histogram(points, AggregationTemporality.CUMULATIVE))
+                scopes = list(rm.scope_metrics)
+                scopes[i] = dataclasses.replace(sm, metrics=[*sm.metrics, metric])
+                resources = list(data.resource_metrics)
+                resources[r] = dataclasses.replace(rm, scope_metrics=scopes)
+                return MetricsData(resources)
+        return data
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self.inner.force_flush(timeout_millis)

@@ -24,7 +24,7 @@ from typing import Any
 
 from npuobs.devices import registry
 from npuobs.devices.base import BackendError, DeviceBackend, DeviceInfo, DeviceReading, Snapshot
-from npuobs.devices.bounded import BoundedCall, CallTimedOut, StillRunning
+from npuobs.devices.bounded import BoundedCall, StillRunning
 
 # Backends ``detect()`` asks, in the order their devices are listed; each lives in
 # ``npuobs.devices.<name>``. Modules that do not exist (yet) or lack ``detect`` are skipped.
@@ -157,19 +157,17 @@ class AutoBackend(DeviceBackend):
         errors: dict[str, str] = {}
         started = []
         for name in self._names:
-            call = self._calls.setdefault(name, BoundedCall(f"auto-{name}"))
+            call = self._calls.setdefault(name, BoundedCall(f"auto-{name}", self.child_timeout))
             try:
                 call.start(lambda name=name: self._child(name).sample())
                 started.append(name)
-            except StillRunning:
-                errors[name] = f"previous sample still running (hung for more than {self.child_timeout:g}s)"
+            except StillRunning as exc:
+                errors[name] = str(exc)
         deadline = time.monotonic() + self.child_timeout
         snaps: dict[str, Snapshot] = {}
         for name in started:
             try:
                 snaps[name] = self._calls[name].wait(deadline - time.monotonic())
-            except CallTimedOut:
-                errors[name] = f"sample timed out after {self.child_timeout:g}s"
             except Exception as exc:  # noqa: BLE001 - one vendor's failure, whatever it is, is its own
                 errors[name] = str(exc) or type(exc).__name__
         devices: list[DeviceReading] = []

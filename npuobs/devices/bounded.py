@@ -27,10 +27,15 @@ class StillRunning(BackendError):
 
 
 class BoundedCall(Generic[T]):
-    """At most one call in flight, each in its own daemon thread; ``start`` then ``wait``."""
+    """At most one call in flight, each in its own daemon thread, allowed ``timeout`` seconds.
 
-    def __init__(self, name: str) -> None:
+    Its two errors carry the messages the exporter logs and reports per collector, so every user
+    says the same: "sample timed out after 4s", "previous sample still running (hung for more than 4s)".
+    """
+
+    def __init__(self, name: str, timeout: float) -> None:
         self.name = name
+        self.timeout = timeout
         self._thread: threading.Thread | None = None
         self._result: tuple[bool, object] | None = None  # (succeeded, value or exception)
 
@@ -41,7 +46,7 @@ class BoundedCall(Generic[T]):
     def start(self, fn: Callable[[], T]) -> None:
         """Begin ``fn()`` in a worker; raises ``StillRunning`` while the previous call is stuck."""
         if self.running:
-            raise StillRunning(f"{self.name}: previous call still running")
+            raise StillRunning(f"previous sample still running (hung for more than {self.timeout:g}s)")
         self._result = None
 
         def work() -> None:
@@ -53,18 +58,19 @@ class BoundedCall(Generic[T]):
         self._thread = threading.Thread(target=work, name=f"npuobs-{self.name}", daemon=True)
         self._thread.start()
 
-    def wait(self, timeout: float) -> T:
-        """The call's value, or its exception re-raised, or ``CallTimedOut`` after ``timeout`` seconds."""
+    def wait(self, remaining: float | None = None) -> T:
+        """The call's value, or its exception re-raised, or ``CallTimedOut`` once ``remaining`` seconds
+        (default: the whole ``timeout``; less when several calls share one deadline) have passed."""
         assert self._thread is not None, "wait() before start()"
-        self._thread.join(max(timeout, 0.0))
+        self._thread.join(max(self.timeout if remaining is None else remaining, 0.0))
         if self._thread.is_alive():
-            raise CallTimedOut(f"{self.name}: timed out after {timeout:g}s")
+            raise CallTimedOut(f"sample timed out after {self.timeout:g}s")
         assert self._result is not None
         ok, value = self._result
         if not ok:
             raise value  # type: ignore[misc]
         return value  # type: ignore[return-value]
 
-    def call(self, fn: Callable[[], T], timeout: float) -> T:
+    def call(self, fn: Callable[[], T]) -> T:
         self.start(fn)
-        return self.wait(timeout)
+        return self.wait()

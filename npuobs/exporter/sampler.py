@@ -56,7 +56,7 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._call: BoundedCall[tuple[object, dict[str, str], tuple[str, ...]]] = BoundedCall(
-            f"sample-{self.collector}")
+            f"sample-{self.collector}", timeout)
 
     def sample_once(self) -> SampleOutcome:
         """Run one sample with the timeout applied; never raises for a backend failure."""
@@ -68,13 +68,11 @@ class Sampler:
                     tuple(getattr(self.backend, "backends", ()) or ()))
 
         try:
-            snapshot, partial, children = self._call.call(work, self.timeout)
-        except StillRunning:
-            return SampleOutcome(self.collector, started, 0.0, None,
-                                 f"previous sample still running (hung for more than {self.timeout:g}s)")
-        except CallTimedOut:
-            return SampleOutcome(self.collector, started, time.monotonic() - t0, None,
-                                 f"sample timed out after {self.timeout:g}s")
+            snapshot, partial, children = self._call.call(work)
+        except StillRunning as exc:
+            return SampleOutcome(self.collector, started, 0.0, None, str(exc))
+        except CallTimedOut as exc:
+            return SampleOutcome(self.collector, started, time.monotonic() - t0, None, str(exc))
         except Exception as exc:  # noqa: BLE001 - any backend failure is one failed sample
             error = str(exc) or type(exc).__name__
             return SampleOutcome(self.collector, started, time.monotonic() - t0, None, error)

@@ -231,8 +231,10 @@ def test_lost_gpu_is_down_and_the_other_still_reads() -> None:
     assert lost.up is False and lost.info.device == "1" and lost.temperature_celsius is None
 
 
-def test_init_failure_is_a_backend_error_and_close_shuts_down() -> None:
-    with pytest.raises(BackendError, match="nvmlInit failed"):
+def test_init_failure_without_nvidia_smi_is_a_backend_error_and_close_shuts_down(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BackendError, match=r"nvmlInit failed: NVMLError\(12\); nvidia-smi fallback: .*not found"):
         NvmlBackend(nvml=NvmlReplay(load_dump(), fail_init=True)).sample()
     replay = NvmlReplay(load_dump())
     backend = NvmlBackend(nvml=replay)
@@ -413,3 +415,34 @@ def test_fallback_without_the_tool(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         NvmlBackend().sample()
     with pytest.raises(BackendError, match="smi_format"):
         NvmlBackend(smi_format="json")
+
+
+def test_init_failure_falls_back_to_nvidia_smi_and_returns_to_nvml(tmp_path: Path) -> None:
+    """Bindings installed but the library cannot initialise (NVML_ERROR_LIBRARY_NOT_FOUND): the
+    readings come from nvidia-smi; once NVML initialises, from NVML again."""
+    replay = NvmlReplay(load_dump(), fail_init=True)
+    tool = _fake_smi(tmp_path, NVIDIA_H100 / "h100-nvidia-smi-q.xml", NVIDIA_H100 / "h100-query-idle.csv")
+    backend = NvmlBackend(nvml=replay, tool_path=tool)
+    (gpu,) = backend.sample().devices
+    assert backend.source == "nvidia-smi" and "nvmlInit failed" in (backend.fallback_reason or "")
+    assert gpu.power_watts == pytest.approx(122.88)  # the -q -x capture's value, not the dump's
+    replay.fail_init = False
+    (gpu,) = backend.sample().devices
+    assert backend.source == "nvml" and backend.fallback_reason is None
+    assert gpu.temperature_celsius == 37.0
+
+
+def test_real_pynvml_without_a_driver_falls_back(tmp_path: Path) -> None:
+    """The real bindings on a machine with no NVIDIA driver (CI): nvmlInit fails, nvidia-smi is used."""
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        pass
+    else:
+        pynvml.nvmlShutdown()
+        pytest.skip("this machine has a working NVML; the fallback cannot be shown here")
+    tool = _fake_smi(tmp_path, NVIDIA_H100 / "h100-nvidia-smi-q.xml", NVIDIA_H100 / "h100-query-idle.csv")
+    backend = NvmlBackend(tool_path=tool, smi_format="csv")
+    (gpu,) = backend.sample().devices
+    assert backend.source == "nvidia-smi" and gpu.power_watts == pytest.approx(122.93)

@@ -11,8 +11,10 @@ Two forms, because neither alone has every field:
   (``Volatile Uncorr. ECC`` before 1.21): uncorrectable events since the driver loaded.
 
 ``sample()`` therefore runs the CSV query and then the table, and fills what the query lacks from
-the table (matched by AIP index). The table is best-effort: when it cannot be read the query's
-readings are still returned, without power limit and versions, and a warning is logged.
+the table (matched by AIP index). Either one may fail alone (``npuobs.devices.partial``): without
+the table the query's readings come back without power limit and versions; without the query
+(``hl-smi -Q`` failing, or an hl-smi that lacks a field) the table's readings come back without
+clocks, uuid and corrected ECC. The failed command is named in ``last_errors``.
 
 Versions: ``Driver Version`` -> ``driver_version``; the ``fw-`` part of the HL-SMI version ->
 ``firmware_version``; the ``hl-`` part (the Intel Gaudi software release hl-smi ships with) ->
@@ -36,10 +38,13 @@ from typing import TypeVar
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
 from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ToolBackend
+from npuobs.devices.partial import read_sources
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import resolve_tool, run_tool
 
 TOOL = "hl-smi"
+QUERY_SOURCE = "hl-smi -Q"  # the names failures are reported under (``last_errors``)
+TABLE_SOURCE = "hl-smi"
 VENDOR = "intel"
 log = logging.getLogger(__name__)
 _N = TypeVar("_N", int, float)
@@ -267,15 +272,17 @@ class GaudiBackend(ToolBackend):
     """Runs ``hl-smi -Q ...`` (CSV) and ``hl-smi`` (table) on every sample; see the module doc."""
 
     name = "gaudi"
+    last_errors: dict[str, str] = {}  # noqa: RUF012 - replaced, never mutated, by each sample
 
     def _read(self) -> tuple[DeviceReading, ...]:
         tool = resolve_tool(self._tool_path or TOOL)
-        query = parse_query_csv(run_tool(
-            [tool, "-Q", ",".join(QUERY_FIELDS), "-f", "csv,noheader,nounits"], timeout=self.timeout))
-        try:
-            table = parse_table(run_tool([tool], timeout=self.timeout))
-        except BackendError as exc:
-            log.warning("hl-smi table unavailable, power limit and versions omitted: %s", exc)
-            return query
-        return merge(query, table)
-
+        got, self.last_errors = read_sources({
+            QUERY_SOURCE: lambda: parse_query_csv(run_tool(
+                [tool, "-Q", ",".join(QUERY_FIELDS), "-f", "csv,noheader,nounits"], timeout=self.timeout)),
+            TABLE_SOURCE: lambda: parse_table(run_tool([tool], timeout=self.timeout)),
+        })
+        for source, message in self.last_errors.items():
+            log.warning("%s unavailable, its fields are omitted: %s", source, message)
+        if QUERY_SOURCE not in got:
+            return got[TABLE_SOURCE]
+        return merge(got[QUERY_SOURCE], got.get(TABLE_SOURCE, ()))

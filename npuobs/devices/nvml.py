@@ -1,10 +1,11 @@
-"""NVIDIA GPUs through NVML, with ``nvidia-smi`` as the fallback when the bindings are missing.
+"""NVIDIA GPUs through NVML, with ``nvidia-smi`` as the fallback whenever NVML cannot be used.
 
 NVML (``pynvml`` from the optional ``nvidia-ml-py`` extra) is the primary path: a read costs a few
 microseconds in-process (about 3.3 us a call on the H100 fixture machine) against ~40 ms for one
 ``nvidia-smi`` process, and each call fails on its own, so an unsupported counter becomes one
-absent metric (``None``, never 0) instead of a failed sample. When ``pynvml`` cannot be imported
-the backend runs ``nvidia-smi -q -x`` (everything, slower) or, with ``smi_format="csv"``,
+absent metric (``None``, never 0) instead of a failed sample. When ``pynvml`` cannot be imported,
+or NVML cannot initialise (``NVML Shared Library Not Found``, driver/library version mismatch, no
+permission), the backend runs ``nvidia-smi -q -x`` (everything, slower) or, with ``smi_format="csv"``,
 ``nvidia-smi --query-gpu=... --format=csv`` (cheaper, no throttle threshold or CUDA version), and
 maps both onto the same readings as NVML.
 
@@ -425,7 +426,7 @@ def _import_pynvml() -> ModuleType | None:
 
 @register("nvml")
 class NvmlBackend(ReadingsBackend):
-    """NVIDIA GPUs via NVML, or via ``nvidia-smi`` when the ``pynvml`` bindings are not installed.
+    """NVIDIA GPUs via NVML, or via ``nvidia-smi`` when NVML is not installed or does not initialise.
 
     ``nvml`` is the test seam: any object with pynvml's functions, constants and ``NVMLError``
     (the default is the real ``pynvml`` module). ``smi_format`` picks the fallback's output
@@ -444,22 +445,41 @@ class NvmlBackend(ReadingsBackend):
         self._timeout = timeout
         self._smi_format = smi_format
         self._initialized = False
+        # why readings come from nvidia-smi instead of NVML (None while NVML works)
+        self.fallback_reason: str | None = None
 
     @property
     def source(self) -> str:
-        """Where readings come from: ``"nvml"`` or ``"nvidia-smi"``."""
-        return "nvml" if self._nvml is not None else "nvidia-smi"
+        """Where the last readings came from: ``"nvml"`` or ``"nvidia-smi"``."""
+        return "nvml" if self._nvml is not None and self.fallback_reason is None else "nvidia-smi"
+
+    def _init_nvml(self) -> bool:
+        """Initialise NVML once it can be; False (and ``fallback_reason`` set) while it cannot.
+
+        Retried on every sample while failing: at node boot the exporter may start before the
+        driver is loaded, and NVML is the cheaper, richer source once it works.
+        """
+        if self._initialized:
+            return True
+        try:
+            self._nvml.nvmlInit()
+        except self._nvml.NVMLError as exc:
+            self.fallback_reason = f"NVML: nvmlInit failed: {exc}"
+            return False
+        self._initialized = True
+        self.fallback_reason = None
+        return True
 
     def _read(self) -> tuple[DeviceReading, ...]:
         if self._nvml is None:
+            self.fallback_reason = "NVML: the pynvml bindings are not installed"
             return self._read_smi()
-        if not self._initialized:
-            try:
-                self._nvml.nvmlInit()
-            except self._nvml.NVMLError as exc:
-                raise BackendError(f"NVML: nvmlInit failed: {exc}") from exc
-            self._initialized = True
-        return _NvmlReader(self._nvml).devices()
+        if self._init_nvml():
+            return _NvmlReader(self._nvml).devices()
+        try:
+            return self._read_smi()
+        except BackendError as exc:
+            raise BackendError(f"{self.fallback_reason}; nvidia-smi fallback: {exc}") from exc
 
     def _read_smi(self) -> tuple[DeviceReading, ...]:
         if self._tool is None:

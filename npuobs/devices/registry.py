@@ -52,14 +52,20 @@ def names() -> tuple[str, ...]:
     return tuple(sorted(set(_BACKEND_MODULES) | set(_FACTORIES)))
 
 
-def create(name: str, **options: Any) -> DeviceBackend:
-    """Build backend ``name`` with ``options``; raises BackendError naming the valid choices."""
+def factory(name: str) -> BackendFactory:
+    """The factory registered as ``name`` (its module imported on first use); raises BackendError
+    naming the valid choices."""
     if name not in _FACTORIES and name in _BACKEND_MODULES:
         try:
             importlib.import_module(_BACKEND_MODULES[name])
         except ImportError as exc:
             raise BackendError(f"backend {name!r} is unavailable: {exc}") from exc
-    factory = _FACTORIES.get(name)
-    if factory is None:
+    found = _FACTORIES.get(name)
+    if found is None:
         raise BackendError(f"unknown backend {name!r}; choose one of: {', '.join(names())}")
-    return factory(**options)
+    return found
+
+
+def create(name: str, **options: Any) -> DeviceBackend:
+    """Build backend ``name`` with ``options``; raises BackendError naming the valid choices."""
+    return factory(name)(**options)

@@ -49,6 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--profile", choices=PROFILES, help="load profile (default: steady, or the fleet file's)")
     run.add_argument("--rate", type=float, help="requests per second per device")
     run.add_argument("--quiet", action="store_true", help="no live table")
+    run.add_argument("--control-listen", metavar="HOST:PORT",
+                     help="serve the serving-plane control API (drain, reset, rollback, CPU path) here; needs "
+                          "--control-token-file or --control-basic-auth-file (see docs/remediation.md)")
+    run.add_argument("--control-token-file", type=Path, help="control API: file holding the bearer token")
+    run.add_argument("--control-basic-auth-file", type=Path, help="control API: file holding 'user:password'")
     run.set_defaults(func=cmd_run)
 
     inj = sub.add_parser("inject", help="inject a fault: " + ", ".join(FAULTS))
@@ -114,12 +119,36 @@ def cmd_run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     print(f"  inject a fault from another terminal: npuobs sim inject F2 --node {cfg.nodes[0].name} "
           f"--device 0 --duration 5m --state-dir {args.state_dir}", file=sys.stderr)
+    server = _control_server(args, fleet)
     display = None if args.quiet else LiveTable(fleet, args.duration)
-    fleet.run(args.duration if args.duration is not None else float("inf"),
-              on_tick=display.update if display else None)
+    try:
+        fleet.run(args.duration if args.duration is not None else float("inf"),
+                  on_tick=display.update if display else None)
+    finally:
+        if server is not None:
+            server.stop()
     if display:
         display.update(fleet, final=True)
     return 0
+
+
+def _control_server(args: argparse.Namespace, fleet: Fleet):  # noqa: ANN202 - lazily imported type
+    """The control API on ``--control-listen`` (None without it); bad credentials files are one line."""
+    if not args.control_listen:
+        if args.control_token_file or args.control_basic_auth_file:
+            raise CliError("--control-token-file/--control-basic-auth-file need --control-listen")
+        return None
+    from npuobs.instrumentation.controlserver import ControlAuth, ControlAuthError, ControlServer
+
+    try:
+        auth = ControlAuth.from_files(args.control_token_file, args.control_basic_auth_file)
+        server = ControlServer(fleet.control, auth, args.control_listen).start()
+    except ControlAuthError as exc:
+        raise CliError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--control-listen {args.control_listen}: {exc}") from None
+    print(f"  control API on {server.url} (see docs/remediation.md)", file=sys.stderr)
+    return server
 
 
 class LiveTable:

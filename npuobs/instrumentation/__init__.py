@@ -6,6 +6,7 @@ and, with a tracer provider, OpenTelemetry span trees kept by a local tail rule,
 become exemplars on the latency histogram. See docs/instrumentation.md.
 """
 
+from npuobs.instrumentation.control import ControlError, ServingControl
 from npuobs.instrumentation.otlp import otlp_tracer_provider, tracer_provider_from_env
 from npuobs.instrumentation.recorder import Recorder
 from npuobs.instrumentation.server import InferenceHandle, Instrumentation, ModelLoad
@@ -13,7 +14,7 @@ from npuobs.instrumentation.sinks import Exemplar, Identity, MemoryStore, Promet
 from npuobs.instrumentation.tracing import Phase, SpanTree, TracePolicy
 
 __all__ = [
-    "Exemplar", "Identity", "InferenceHandle", "Instrumentation", "MemoryStore", "ModelLoad", "Phase",
-    "PrometheusSink", "Recorder", "Sink", "SpanTree", "TenantSeries", "TracePolicy", "otlp_tracer_provider",
-    "tracer_provider_from_env",
+    "ControlError", "Exemplar", "Identity", "InferenceHandle", "Instrumentation", "MemoryStore", "ModelLoad",
+    "Phase", "PrometheusSink", "Recorder", "ServingControl", "Sink", "SpanTree", "TenantSeries", "TracePolicy",
+    "otlp_tracer_provider", "tracer_provider_from_env",
 ]

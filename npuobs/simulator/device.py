@@ -9,6 +9,7 @@ restart of the exporter reading them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from npuobs.schema import ERROR_KINDS, RESET_REASONS
 from npuobs.simulator.faults import Fault
 from npuobs.simulator.hardware import DeviceModelSpec
+from npuobs.simulator.model import QuantizedModel
 from npuobs.simulator.physics import PhysicalModel, ThermalState
 from npuobs.simulator.runtime import (
     ACTIVATION_BYTES_PER_REQUEST,
@@ -30,6 +32,18 @@ F2_COOLING_FACTOR = 2.6  # thermal resistance multiplier of a failed fan
 F3_SCALE_FACTOR = 4.0  # calibration error of the corrupted INT8 scales
 F6_ROLLBACK = "-rollback"  # suffix marking the stale firmware/driver a mismatched device runs
 F8_ERROR_PROBABILITY = 0.3  # chance per tick that the firmware bug also logs a runtime error
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What the serving plane's control (``ServingControl``) imposes on the device this tick."""
+
+    drained: bool = False  # no new requests, no canary; queued ones finish
+    host_only: bool = False  # the model is switched to the CPU serving path
+    model: QuantizedModel | None = None  # the served model version's weights when not the trained one
+
+
+NOT_CONTROLLED = Serving()
 
 
 class SimDevice:
@@ -55,7 +69,7 @@ class SimDevice:
         self.versions = (spec.driver_version, spec.firmware_version, spec.runtime_version)
 
     # -- faults ------------------------------------------------------------------------------
-    def _conditions(self, faults: list[Fault], now: float) -> tuple[Conditions, set[str]]:
+    def _conditions(self, faults: list[Fault], now: float, serving: Serving) -> tuple[Conditions, set[str]]:
         kinds = {f.kind for f in faults}
         for f in faults:
             if f.kind == "RESET" and f.id not in self.applied_resets:
@@ -76,10 +90,12 @@ class SimDevice:
             online=self.online,
             clock_factor=self.physics.clock_factor,
             fallback="F5" in kinds,
-            corrupted_model=self._corrupted,
+            corrupted_model=self._corrupted or serving.model,
             corrupt_rng=self.rng if "F8" in kinds else None,
             memory_free_bytes=self.spec.memory_bytes - self._base_memory() - self.leaked_bytes,
             priority_tenant=self.noisy_tenant if "F7" in kinds else None,
+            host_only=serving.host_only,
+            drained=serving.drained,
         )
         return cond, kinds
 
@@ -93,8 +109,9 @@ class SimDevice:
         return loaded + self.runtime.queue_length * ACTIVATION_BYTES_PER_REQUEST // 4
 
     # -- time --------------------------------------------------------------------------------
-    def step(self, t0: float, dt: float, arrivals: dict[str, np.ndarray], faults: list[Fault]) -> None:
-        cond, kinds = self._conditions(faults, t0)
+    def step(self, t0: float, dt: float, arrivals: dict[str, np.ndarray], faults: list[Fault],
+             serving: Serving | None = None) -> None:
+        cond, kinds = self._conditions(faults, t0, serving or NOT_CONTROLLED)
         result = self.runtime.step(t0, dt, arrivals, cond)
         self.physics.step(dt, result.busy_seconds, powered=self.online)
         self.oom_events += result.oom_events

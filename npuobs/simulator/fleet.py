@@ -7,8 +7,10 @@ the devices, reads the fault control file every tick, and publishes the driver-l
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +20,9 @@ import numpy as np
 import yaml
 from threadpoolctl import threadpool_limits
 
+from npuobs.instrumentation.control import CPU, ServingControl
 from npuobs.simulator.clock import VirtualClock
-from npuobs.simulator.device import SimDevice
+from npuobs.simulator.device import F3_SCALE_FACTOR, Serving, SimDevice
 from npuobs.simulator.faults import FaultBook
 from npuobs.simulator.hardware import CATALOGUE
 from npuobs.simulator.loadgen import PROFILES, LoadProfile
@@ -33,6 +36,9 @@ from npuobs.simulator.state import (
 )
 
 DEFAULT_MODEL = "digits-mlp"
+FIRST_VERSION = "v1"
+CALIBRATIONS = ("good", "bad")  # a rollout's ``calibration`` attribute; "bad": F3-style corrupted INT8 scales
+RESET_DOWNTIME_SECONDS = 10.0  # a driver restart through the control API: down this long, then a cold start
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,51 @@ class Fleet:
                 self._restore(dev)
                 self.devices.append(dev)
         self._prune_stale_files()
+        self.control = self._serving_control()
+        self._version_model = None  # weights of the served version when it is not the trained model
+        self._reload = False  # a version change: every device reloads its model (a cold start)
+
+    # -- the serving plane's control (drain, reset, versions, CPU path) ------------------------
+    def _serving_control(self) -> ServingControl:
+        """The control the control API acts on: every device, and the model at its first version."""
+        control = ServingControl(on_reset=self._on_reset, on_version=self._on_version,
+                                 clock=lambda: self.clock.now)
+        control.add_model(self.config.model, versions=[FIRST_VERSION],
+                          attributes={FIRST_VERSION: {"calibration": "good"}})
+        for dev in self.devices:
+            control.add_device(dev.node, dev.id, model=self.config.model)
+        return control
+
+    def _on_reset(self, node: str, device: str) -> None:
+        """A driver restart: the device goes down for ``RESET_DOWNTIME_SECONDS`` (a ``user`` reset) and
+        comes back with its device memory freed, so a leak (F4 on this device) is gone; other faults stay."""
+        self.device(node, device)  # KeyError for an unknown device, before anything is changed
+        now = self.clock.now
+        for fault in self.faults.read():
+            if fault.kind == "F4" and fault.node == node and fault.device == device:
+                self.faults.clear(fault_id=fault.id)
+        self.faults.inject("RESET", node=node, device=device, now=now, duration=RESET_DOWNTIME_SECONDS,
+                           reason="user")
+
+    def _on_version(self, model: str, version: str, attributes: dict[str, Any]) -> None:
+        calibration = attributes.get("calibration", "good")
+        if calibration not in CALIBRATIONS:
+            raise ValueError(f"unknown calibration {calibration!r}; choose one of: {', '.join(CALIBRATIONS)}")
+        weights = self.devices[0].runtime.k.quantized if self.devices else None
+        if calibration == "bad" and weights is not None:
+            # a new calibration run that went wrong: the same corruption F3 injects, seeded by the version
+            rng = np.random.default_rng(zlib.crc32(f"{model}/{version}".encode()))
+            self._version_model = weights.with_corrupted_scales(F3_SCALE_FACTOR, rng)
+        else:
+            self._version_model = None
+        self._reload = True
+
+    def _serving(self) -> dict[tuple[str, str], Serving]:
+        """Per device, what the control imposes this tick."""
+        drained = self.control.drained()
+        host_only = self.control.serving_path(self.config.model) == CPU
+        return {(d.node, d.id): Serving((d.node, d.id) in drained, host_only, self._version_model)
+                for d in self.devices}
 
     def _resume_timeline(self) -> None:
         """A fleet restarted on an old state dir continues its virtual time, so faults injected
@@ -166,11 +217,23 @@ class Fleet:
     def tick(self) -> None:
         t0, dt = self.clock.now, self.config.tick_seconds
         active = [f for f in self.faults.read() if f.active(t0)]
+        serving = self._serving()
+        if self._reload:
+            self._reload = False
+            for dev in self.devices:
+                dev.runtime.unload()
+        # the load balancer spreads the model's load over the devices that accept requests
+        accepting = sum(not s.drained for s in serving.values())
+        load = self.config.load
+        if 0 < accepting < len(self.devices):
+            load = dataclasses.replace(load, rate_per_device=load.rate_per_device * len(self.devices) / accepting)
         for dev in self.devices:
             mine = [f for f in active if f.targets(dev.node, dev.id)]
             noisy = dev.noisy_tenant if any(f.kind == "F7" for f in mine) else None
-            arrivals = self.config.load.arrivals(dev.rng, t0, dt, noisy)
-            dev.step(t0, dt, arrivals, mine)
+            now = serving[(dev.node, dev.id)]
+            arrivals = {} if now.drained else load.arrivals(dev.rng, t0, dt, noisy)
+            dev.step(t0, dt, arrivals, mine, now)
+            self.control.set_in_flight(dev.node, dev.id, dev.runtime.queue_length)
         self.clock.advance(dt)
 
     def publish(self) -> None:

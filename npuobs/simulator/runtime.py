@@ -80,11 +80,12 @@ def kernels(seed: int = 0) -> Kernels:
 
 @functools.lru_cache(maxsize=1024)
 def _op_seconds(graph: OpGraph, spec: DeviceModelSpec, batch: int,
-                clock_factor: float) -> tuple[tuple[str, str, float], ...]:
+                clock_factor: float, host_only: bool = False) -> tuple[tuple[str, str, float], ...]:
     """(op, placement, seconds) of one batch: device ops cost a launch plus their MACs at the
-    current clock; host (fallback) ops cost a copy each way plus their elements at CPU speed."""
+    current clock; host (fallback) ops cost a copy each way plus their elements at CPU speed.
+    ``host_only``: the model is switched to the CPU serving path, every op runs on the host."""
     out = []
-    supported = graph_supported(spec)
+    supported = frozenset() if host_only else graph_supported(spec)
     for op in graph.ops:
         if op.kind in supported:
             out.append((op.kind, "device", (spec.op_launch_seconds + op.macs(batch) * spec.seconds_per_mac)
@@ -96,11 +97,11 @@ def _op_seconds(graph: OpGraph, spec: DeviceModelSpec, batch: int,
 
 @functools.lru_cache(maxsize=1024)
 def _segments(graph: OpGraph, spec: DeviceModelSpec, batch: int,
-              clock_factor: float) -> tuple[tuple[str, float, int, str], ...]:
+              clock_factor: float, host_only: bool = False) -> tuple[tuple[str, float, int, str], ...]:
     """A batch's execution as a serving runtime partitions it: (span name, seconds, device ops,
     host op) per run of consecutive device ops (one ``device_execute``) and per host op."""
     out: list[tuple[str, float, int, str]] = []
-    for op, placement, seconds in _op_seconds(graph, spec, batch, clock_factor):
+    for op, placement, seconds in _op_seconds(graph, spec, batch, clock_factor, host_only):
         if placement == "host":
             out.append((T.HOST_FALLBACK_OP, seconds, 0, op))
         elif out and out[-1][0] == T.DEVICE_EXECUTE:
@@ -112,9 +113,10 @@ def _segments(graph: OpGraph, spec: DeviceModelSpec, batch: int,
 
 
 @functools.lru_cache(maxsize=256)
-def _service_table(graph: OpGraph, spec: DeviceModelSpec, clock_factor: float) -> tuple[float, ...]:
+def _service_table(graph: OpGraph, spec: DeviceModelSpec, clock_factor: float,
+                   host_only: bool = False) -> tuple[float, ...]:
     """Service seconds of a batch by its size (index 0 unused): looked up once per batch."""
-    return (0.0,) + tuple(sum(s for _, _, s in _op_seconds(graph, spec, n, clock_factor))
+    return (0.0,) + tuple(sum(s for _, _, s in _op_seconds(graph, spec, n, clock_factor, host_only))
                           for n in range(1, BATCH_MAX + 1))
 
 
@@ -161,6 +163,8 @@ class Conditions:
     corrupt_rng: np.random.Generator | None = None  # F8
     memory_free_bytes: int = 1 << 40  # F4 shrinks it
     priority_tenant: str | None = None  # F7
+    host_only: bool = False  # the model is switched to the CPU serving path (control API)
+    drained: bool = False  # the device is drained (control API): no new requests, no canary
 
 
 @dataclass
@@ -291,7 +295,7 @@ class InferenceRuntime:
         self._enqueue(arrivals)
         clock = max(t0, self.busy_until)
         model = cond.corrupted_model or self.k.quantized
-        supported = graph_supported(self.spec)
+        supported = frozenset() if cond.host_only else graph_supported(self.spec)
         batch_sizes: list[int] = []
         if cond.priority_tenant is None:
             clock = self._run_fifo(clock, t1, graph, cond, result, ended, batch_sizes)
@@ -321,7 +325,7 @@ class InferenceRuntime:
         if batch_sizes:
             self._serve(graph, model, supported, cond, batch_sizes, result)
         self._reject_overflow(clock, ended)
-        if t0 >= self.next_canary:
+        if t0 >= self.next_canary and not cond.drained:
             self._canary(graph, model, supported, cond, result)
             self.next_canary = t0 + CANARY_INTERVAL_SECONDS
         result.busy_seconds = min(result.busy_seconds, dt)
@@ -340,7 +344,7 @@ class InferenceRuntime:
         """
         times = self.queue_t.tolist()
         size = len(times)
-        service = _service_table(graph, self.spec, cond.clock_factor)
+        service = _service_table(graph, self.spec, cond.clock_factor, cond.host_only)
         fits = cond.memory_free_bytes // ACTIVATION_BYTES_PER_REQUEST  # largest batch that can allocate
         bounds, starts, ends = [0], [], []
         head = 0
@@ -378,7 +382,7 @@ class InferenceRuntime:
             ended.setdefault("oom", _Ended()).add_batch(tenant_idx, arrived, clock, clock + OOM_SECONDS)
             return clock + OOM_SECONDS
         start = clock
-        clock += _service_table(graph, self.spec, cond.clock_factor)[arrived.size]
+        clock += _service_table(graph, self.spec, cond.clock_factor, cond.host_only)[arrived.size]
         ended.setdefault("success", _Ended()).add_batch(tenant_idx, arrived, start, clock)
         batch_sizes.append(arrived.size)
         return clock
@@ -396,7 +400,7 @@ class InferenceRuntime:
         sizes, counts = np.unique(np.asarray(batch_sizes), return_counts=True)
         ops: dict[tuple[str, str], list[float]] = {}
         for n, times in zip(sizes.tolist(), counts.tolist(), strict=True):
-            for op, placement, seconds in _op_seconds(graph, self.spec, n, cond.clock_factor):
+            for op, placement, seconds in _op_seconds(graph, self.spec, n, cond.clock_factor, cond.host_only):
                 acc = ops.setdefault((op, placement), [0, 0.0])
                 acc[0] += times
                 acc[1] += seconds * times
@@ -456,7 +460,8 @@ class InferenceRuntime:
         """Run the golden canary (the last tenant) over the whole held-out set, as one request."""
         run = execute(graph, model, self.k.x_test, supported, corrupt_output_rng=cond.corrupt_rng)
         service = 0.0
-        for op, placement, seconds in _op_seconds(graph, self.spec, len(self.k.x_test), cond.clock_factor):
+        for op, placement, seconds in _op_seconds(graph, self.spec, len(self.k.x_test), cond.clock_factor,
+                                                  cond.host_only):
             self.recorder.record_ops(op, placement, 1, seconds)
             service += seconds
         result.busy_seconds += service
@@ -527,7 +532,7 @@ class InferenceRuntime:
                      T.A_THROTTLED: cond.clock_factor < 1.0}
             t = started
             fallbacks = []
-            for name, seconds, ops, host_op in _segments(graph, self.spec, batch, cond.clock_factor):
+            for name, seconds, ops, host_op in _segments(graph, self.spec, batch, cond.clock_factor, cond.host_only):
                 if name == T.HOST_FALLBACK_OP:
                     fallbacks.append(host_op)
                     span_attrs = {T.A_OP: host_op, T.A_PRECISION: "fp32"}

@@ -16,11 +16,16 @@ API on a unix socket), so exporters attribute devices to pods exactly as on a cl
 
 Faults go through the fleet's control file (``FaultBook``), exactly as ``npuobs sim inject`` from
 another process would, stamped with the fleet's virtual time.
+
+The fleet's serving plane (drain, reset, model versions, CPU path) is served by the control API
+(:mod:`npuobs.instrumentation.controlserver`) on ``control_url``, with a fresh bearer token in
+``control_token_file`` (mode 0600): what ``npuobs remediate`` acts on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import shutil
 import tempfile
 import threading
@@ -31,6 +36,7 @@ from typing import Any
 
 from npuobs.exporter import Exporter, ExporterConfig
 from npuobs.exporter.config import PodResourcesConfig
+from npuobs.instrumentation.controlserver import ControlAuth, ControlServer, write_token_file
 from npuobs.simulator.clock import VirtualClock
 from npuobs.simulator.faults import Fault
 from npuobs.simulator.fleet import Fleet, FleetConfig
@@ -61,6 +67,8 @@ class FleetRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None  # what ended the fleet thread, if it died
+        self.control_server: ControlServer | None = None
+        self.control_token_file: Path | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> FleetRunner:
@@ -72,6 +80,7 @@ class FleetRunner:
         self._thread = threading.Thread(target=self._run, name="npuobs-fleet", daemon=True)
         self._thread.start()
         try:
+            self._start_control()
             self._socket_dir = Path(tempfile.mkdtemp(prefix="npuobs-kubelet-"))
             for node in self.config.nodes:
                 self.kubelets[node.name] = SimulatedKubelet(
@@ -82,6 +91,20 @@ class FleetRunner:
             self.stop()
             raise
         return self
+
+    def _start_control(self) -> None:
+        assert self.fleet is not None
+        token_dir = self.state_dir / "control"
+        token_dir.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(32)
+        self.control_token_file = write_token_file(token_dir / "control-token", token)
+        self.control_server = ControlServer(self.fleet.control, ControlAuth(token=token), f"{self.host}:0").start()
+
+    @property
+    def control_url(self) -> str:
+        if self.control_server is None:
+            raise RuntimeError("FleetRunner not started")
+        return self.control_server.url
 
     def _run(self) -> None:
         assert self.fleet is not None
@@ -107,6 +130,9 @@ class FleetRunner:
         return self._start_exporter(node, self._ports[node])
 
     def stop(self) -> None:
+        if self.control_server is not None:
+            self.control_server.stop()
+            self.control_server = None
         for exporter in self.exporters.values():
             exporter.stop()
         self.exporters.clear()

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from npuobs import resources
 from npuobs.alerting import conventions as cv
 from npuobs.alerting import maintenance
 from npuobs.alerting.amconfig import DEFAULT_KEY_DIR, ENV_ROUTING_KEY, AlertmanagerOptions, RoutingKey
@@ -39,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    f"({DEFAULT_KEY_DIR}/pagerduty-{{page,ticket}}.key) unless "
                                    f"{ENV_ROUTING_KEY['page']} / {ENV_ROUTING_KEY['ticket']} are set, "
                                    "in which case they are embedded (never commit such output).")
-    g.add_argument("--slo", type=Path, required=True, help="SLO spec (npuobs/v1 or OpenSLO v1 YAML)")
+    g.add_argument("--slo", type=Path, help="SLO spec, npuobs/v1 or OpenSLO v1 YAML (default: the packaged "
+                                            "alerts/slo.yaml)")
     g.add_argument("--out", type=Path, required=True, help="output directory")
     g.add_argument("--policy", choices=tuple(POLICIES), default=DEFAULT_POLICY,
                    help=f"burn-rate policy (default {DEFAULT_POLICY})")
@@ -95,7 +97,7 @@ def _routing_key(severity: str, key_file: str) -> RoutingKey:
 
 def run_generate(args: argparse.Namespace) -> int:
     try:
-        spec = load_spec(args.slo)
+        spec = load_spec(args.slo or resources.default_slo_spec())
         options = Options(
             policy=args.policy,
             runbook_base_url=args.runbook_base_url,

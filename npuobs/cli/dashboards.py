@@ -7,17 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from npuobs import resources
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.burnrate import DEFAULT_POLICY, POLICIES
 from npuobs.alerting.slo_spec import SpecError, load_spec
 from npuobs.cli.errors import CliError
 from npuobs.dashboards.generate import default_options, render, stale, write
 from npuobs.dashboards.panels import DASHBOARDS, Options
-from npuobs.dashboards.snapshot import Settings, snapshot
 from npuobs.dashboards.validate import schema_problems, structural_problems
 from npuobs.promapi import PrometheusAPI, PrometheusUnreachable
-
-DEFAULT_SLO = Path("alerts/slo.yaml")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _generation_options(p: argparse.ArgumentParser) -> None:
     defaults = Options  # field defaults documented once, on the dataclass
-    p.add_argument("--slo", type=Path, default=DEFAULT_SLO, help="SLO spec the alerts use (default %(default)s)")
+    p.add_argument("--slo", type=Path, help="SLO spec the alerts use (default: the packaged alerts/slo.yaml)")
     p.add_argument("--policy", choices=tuple(POLICIES), default=DEFAULT_POLICY,
                    help="burn-rate policy of the alerts, for the burn-rate panels (default %(default)s)")
     p.add_argument("--runbook-base-url", default=cv.DEFAULT_RUNBOOK_BASE_URL,
@@ -79,7 +77,7 @@ def _generation_options(p: argparse.ArgumentParser) -> None:
 
 def _options(args: argparse.Namespace) -> Options:
     try:
-        spec = load_spec(args.slo)
+        spec = load_spec(args.slo or resources.default_slo_spec())
     except SpecError as exc:
         raise CliError(str(exc)) from None
     extra = {"trace_url": args.trace_url} if args.trace_url else {}
@@ -97,13 +95,13 @@ def _options(args: argparse.Namespace) -> Options:
 def run_generate(args: argparse.Namespace) -> int:
     files = render(_options(args))
     boards = [json.loads(files[ref.filename]) for ref in DASHBOARDS]
-    problems = structural_problems(boards, Path("runbooks") if Path("runbooks").is_dir() else None)
+    problems = structural_problems(boards, resources.runbook_dir())
     if args.check:
         try:
             problems += [f"{b['uid']}: {p}" for b in boards for p in schema_problems(b)]
         except ModuleNotFoundError as exc:
-            raise CliError(f"--check validates against Grafana's schema and needs {exc.name}: "
-                           "pip install jsonschema") from None
+            raise CliError(f"--check validates against Grafana's schema and needs {exc.name}, an optional part: "
+                           "pip install 'npuobs[validate]'") from None
         outdated = stale(files, args.out)
         for name in outdated:
             print(f"stale: {args.out / name} (run `npuobs dashboards generate --out {args.out}`)")
@@ -120,6 +118,11 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_snapshot(args: argparse.Namespace) -> int:
+    try:
+        from npuobs.dashboards.snapshot import Settings, snapshot
+    except ModuleNotFoundError as exc:
+        raise CliError(f"dashboards snapshot draws with {exc.name}, an optional part: "
+                       "pip install 'npuobs[snapshot]'") from None
     keys = args.dashboard or [d.key for d in DASHBOARDS]
     if args.source:
         missing = [k for k in keys if not (args.source / f"{k}.json").is_file()]

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rules", type=Path,
                    help="directory with recording-rules.yaml, slo-alerts.yaml, device-alerts.yaml to test instead "
                         "of the rules generated from --slo")
-    p.add_argument("--slo", type=Path, help="SLO spec the rules are generated from (default alerts/slo.yaml)")
+    p.add_argument("--slo", type=Path,
+                   help="SLO spec the rules are generated from (default: the packaged alerts/slo.yaml)")
     p.add_argument("--speed", type=float, default=10.0,
                    help="drills: virtual seconds per wall second of the fleet (default 10)")
     p.add_argument("--for-cap", default="30s",

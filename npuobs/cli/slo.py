@@ -7,11 +7,10 @@ import datetime
 import sys
 from pathlib import Path
 
+from npuobs import resources
 from npuobs.alerting.slo_spec import SpecError, load_spec
 from npuobs.cli.errors import CliError
 from npuobs.durations import parse_duration
-
-DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "alerts" / "slo.yaml"
 
 
 def _time(text: str) -> float:
@@ -49,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--format", choices=("table", "markdown", "json"), default="table", help="output (default table)")
     r.add_argument("--at", type=_time, help="evaluate at this time (unix or RFC 3339; default now), e.g. the end "
                                             "of a soak")
-    r.add_argument("--slo", type=Path, default=DEFAULT_SPEC, help="SLO spec (default %(default)s)")
+    r.add_argument("--slo", type=Path, help="SLO spec (default: the packaged alerts/slo.yaml)")
     r.set_defaults(func=run_report)
 
 
@@ -58,7 +57,7 @@ def run_report(args: argparse.Namespace) -> int:
     from npuobs.slo_report import PrometheusClient, collect, render_json, render_markdown, render_table
 
     try:
-        spec = load_spec(args.slo)
+        spec = load_spec(args.slo or resources.default_slo_spec())
         statuses = collect(PrometheusClient(args.prometheus, args.at), spec, args.period)
     except (SpecError, PrometheusError) as exc:
         raise CliError(str(exc)) from None

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from npuobs import resources
 from npuobs.alerting import conventions as cv
 from npuobs.gameday.scenarios import Expect, Scenario
 from npuobs.simulator.fleet import FleetConfig
 from npuobs.simulator.hardware import CATALOGUE
 
-RUNBOOK_DIR = Path(__file__).resolve().parents[2] / "runbooks"
 _LABEL_LINE = re.compile(r"^\s*-\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*(.*)$")
 
 
@@ -141,12 +141,12 @@ class Grader:
     """Knows the fleet (to tie alerts to drill targets) and the routing keys (to name receivers)."""
 
     def __init__(self, fleet: FleetConfig, instances: dict[str, str], receivers: dict[str, str],
-                 runbook_base_url: str = cv.DEFAULT_RUNBOOK_BASE_URL, runbook_dir: Path = RUNBOOK_DIR) -> None:
+                 runbook_base_url: str = cv.DEFAULT_RUNBOOK_BASE_URL, runbook_dir: Path | None = None) -> None:
         self.models = {(n.name, str(i)): m for n in fleet.nodes for i, m in enumerate(n.devices)}
         self.instances = instances  # node -> scrape instance (host:port)
         self.receivers = receivers
         self.runbook_base_url = runbook_base_url
-        self.runbook_dir = runbook_dir
+        self.runbook_dir = runbook_dir if runbook_dir is not None else resources.runbook_dir()
 
     def in_scope(self, scope: str, scenario: Scenario, labels: dict[str, str]) -> bool:
         if scope == "fleet":

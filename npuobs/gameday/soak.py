@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from npuobs import resources
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.generate import Options, render, write
 from npuobs.alerting.slo_spec import load_spec
@@ -38,7 +39,6 @@ from npuobs.gameday.record import Action, Recording, RecordOptions, record
 from npuobs.simulator.fleet import FleetConfig
 from npuobs.simulator.loadgen import LoadProfile
 
-DEFAULT_SLO_SPEC = Path(__file__).resolve().parents[2] / "alerts" / "slo.yaml"
 GROUP_BY = ("alertname", "vendor", "node", "slo")  # the generated Alertmanager route's group_by
 # (fault, seconds): each below its alert's threshold or `for:`, so none may page. Not F5: a CPU-fallback
 # blip flips a canary prediction (FP32 host op vs INT8) and NpuIncorrectOutputs pages on any mismatch.
@@ -58,7 +58,7 @@ class SoakOptions:
     quiet_start: float = 1800.0  # no blip in the first 30 minutes: rate windows fill with healthy data first
     workers: int = 2
     rules_dir: Path | None = None  # None: generate from slo_spec (what `npuobs alerts generate` writes)
-    slo_spec: Path = DEFAULT_SLO_SPEC
+    slo_spec: Path = field(default_factory=resources.default_slo_spec)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from npuobs import resources
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.amconfig import AlertmanagerOptions, RoutingKey
 from npuobs.alerting.generate import Options, render
@@ -36,7 +37,6 @@ from npuobs.stack.prometheus import PrometheusServer, scrape_config
 # Demo routing keys: PagerDuty integration keys are 32 characters; these only reach the local sink.
 PAGE_KEY = "npuobsdemopage00npuobsdemopage00"
 TICKET_KEY = "npuobsdemotick00npuobsdemotick00"
-DEFAULT_SLO_SPEC = Path(__file__).resolve().parents[2] / "alerts" / "slo.yaml"
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class EmbeddedStack:
     workdir: Path | None = None
     state_dir: Path | None = None  # simulator state (default: <workdir>/sim)
     speed: float = 1.0
-    slo_spec: Path = DEFAULT_SLO_SPEC
+    slo_spec: Path = field(default_factory=resources.default_slo_spec)
     runner: FleetRunner | None = None
     prometheus: PrometheusServer | None = None
     alertmanager: AlertmanagerServer | None = None

@@ -1,7 +1,17 @@
-"""Shared pytest fixtures: real Prometheus-stack binaries and one running Prometheus / Alertmanager.
+"""Shared pytest fixtures (real Prometheus-stack binaries, one running Prometheus / Alertmanager, a
+simulated fleet) and the rule that gives every test exactly one kind: unit, integration or fleet.
 
 A missing binary skips the tests that need it locally (with the install command) but fails them
 when ``CI=true``, so CI can never go green by silently skipping the real-tool tests.
+
+Test kinds (``pytest -m unit`` runs the fast ones alone in under a minute):
+
+- a module or test that declares its kind (``pytestmark = pytest.mark.integration``, or a marker
+  on the test) keeps it; a test with two kinds is a collection error;
+- otherwise the fixtures decide: one of ``FLEET_FIXTURES`` makes it ``fleet``, one of
+  ``INTEGRATION_FIXTURES`` ``integration``, none ``unit``;
+- a test declared ``unit`` that uses a real-binary or fleet fixture is a collection error, so the
+  unit run cannot quietly start Prometheus.
 """
 
 from __future__ import annotations
@@ -15,6 +25,39 @@ import pytest
 from npuobs.stack import AlertmanagerServer, PrometheusServer, find_binary, free_port, scrape_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+KINDS = ("unit", "integration", "fleet")
+# Fixtures that start or need real binaries/servers, and those that run a wall-clock fleet.
+INTEGRATION_FIXTURES = frozenset({"promtool_bin", "prometheus_bin", "alertmanager_bin", "amtool_bin",
+                                  "prometheus_server", "alertmanager_server"})
+FLEET_FIXTURES = frozenset({"fleet_stack"})
+
+
+def kind_of(item: pytest.Item) -> str:
+    """The kind of one test: its declared kind marker, else what its fixtures imply."""
+    declared = sorted({m.name for m in item.iter_markers() if m.name in KINDS})
+    if len(declared) > 1:
+        raise pytest.UsageError(f"{item.nodeid}: marked {' and '.join(declared)}; a test has one kind "
+                                "(drop the module's pytestmark and mark the tests one by one)")
+    fixtures = set(getattr(item, "fixturenames", ()))
+    heavy = fixtures & (INTEGRATION_FIXTURES | FLEET_FIXTURES)
+    if declared == ["unit"] and heavy:
+        raise pytest.UsageError(f"{item.nodeid}: marked unit but uses {', '.join(sorted(heavy))}")
+    if declared:
+        return declared[0]
+    if fixtures & FLEET_FIXTURES:
+        return "fleet"
+    if fixtures & INTEGRATION_FIXTURES:
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test exactly one kind marker (see the module docstring)."""
+    for item in items:
+        kind = kind_of(item)
+        if item.get_closest_marker(kind) is None:
+            item.add_marker(kind)
 
 
 def require_binary(name: str, *alternatives: str, install: str) -> str:

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from npuobs.boundedhttp import BoundedHTTPServer, Limits, Request, Response
 from npuobs.stack.proc import StackError
 
 EVENT_ACTIONS = ("trigger", "acknowledge", "resolve")
@@ -31,6 +33,10 @@ ROUTING_KEY_LENGTH = 32  # integration keys are 32 characters; the real API reje
 DEDUP_KEY_MAX = 255
 SUMMARY_MAX = 1024
 MAX_BODY_BYTES = 512 * 1024  # the real API limits an event to 512 KB
+MAX_NESTING = 32  # Alertmanager's events nest 3 deep; nothing real comes near this
+MAX_KEPT_EVENTS = 10_000
+MAX_KEPT_REJECTED = 100
+MAX_KEPT_BYTES = 64 << 20  # of accepted events' JSON; rejected bodies get a quarter of it
 
 Event = dict[str, Any]
 
@@ -80,17 +86,77 @@ def _validate_payload(payload: Any) -> list[str]:
     return errors
 
 
-class PagerDutySink:
-    """The sink server: start it, point Alertmanager at :attr:`enqueue_url`, read :meth:`events`."""
+def nesting_depth(raw: bytes) -> int:
+    """How deeply ``raw`` (JSON text) nests arrays and objects, brackets inside strings not counted.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None) -> None:
-        self._events: list[Event] = []
-        self._rejected: list[tuple[Any, list[str]]] = []
+    Checked before ``json.loads`` so a body of 100,000 opening brackets is a clean 400 rather
+    than a RecursionError deep in the decoder.
+    """
+    depth = deepest = 0
+    for token in _STRUCTURE.findall(_STRINGS.sub(b'""', raw)):
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_STRUCTURE = re.compile(rb"[\[\]{}]")
+
+
+class _History:
+    """The most recent items, at most ``max_items`` of them and about ``max_bytes`` of their JSON in all.
+
+    The sink runs for a whole demo or game day and anyone on the network can post to it: what it
+    keeps in memory must not grow with what it is sent. ``dropped`` counts what fell out.
+    """
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self._items: deque[tuple[Any, int]] = deque()
+        self._bytes = 0
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self.dropped = 0
+
+    def append(self, item: Any, size: int) -> None:
+        self._items.append((item, size))
+        self._bytes += size
+        while len(self._items) > self.max_items or (self._bytes > self.max_bytes and len(self._items) > 1):
+            _, old = self._items.popleft()
+            self._bytes -= old
+            self.dropped += 1
+
+    def __iter__(self) -> Iterator[Any]:
+        return (item for item, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+
+
+class PagerDutySink:
+    """The sink server: start it, point Alertmanager at :attr:`enqueue_url`, read :meth:`events`.
+
+    Served by :class:`npuobs.boundedhttp.BoundedHTTPServer`: bodies need a valid
+    ``Content-Length`` (411 when missing, 400 when invalid or negative) of at most 512 KB (413),
+    JSON nesting is capped (400), and only the latest events and rejected bodies are kept.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None, *,
+                 max_events: int = MAX_KEPT_EVENTS, max_rejected: int = MAX_KEPT_REJECTED) -> None:
+        self._events = _History(max_events, MAX_KEPT_BYTES)
+        self._rejected = _History(max_rejected, MAX_KEPT_BYTES // 4)
+        self._accepted = 0
         self._cond = threading.Condition()
         self._log_path = Path(log_path) if log_path else None
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._server = BoundedHTTPServer(host, port, self._handle, methods=("GET", "HEAD", "POST"),
+                                         limits=Limits(max_body_bytes=MAX_BODY_BYTES), name="pagerduty-sink",
+                                         server_header="npuobs-pagerduty-sink")
+        self._started = False
 
     @property
     def url(self) -> str:
@@ -103,36 +169,37 @@ class PagerDutySink:
         return f"{self.url}/v2/enqueue"
 
     def start(self) -> PagerDutySink:
-        # A short poll interval keeps stop() (and so every test using the sink) fast.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="pagerduty-sink", daemon=True)
-        self._thread.start()
+        self._server.start()
+        self._started = True
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
+        self._server.stop()
+        self._started = False
 
     def __enter__(self) -> PagerDutySink:
-        return self.start() if self._thread is None else self
+        return self if self._started else self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
 
     def events(self, routing_key: str | None = None) -> list[Event]:
-        """Accepted events in arrival order (copies), optionally only those for one routing key."""
+        """Accepted events in arrival order (copies; the latest ``max_events``), optionally for one routing key."""
         with self._cond:
             return [dict(e) for e in self._events
                     if routing_key is None or e.get("routing_key") == routing_key]
 
     def rejected(self) -> list[tuple[Any, list[str]]]:
-        """Bodies answered with 400, each with the errors reported for it."""
+        """Bodies answered with 400 (the latest ``max_rejected``), each with the errors reported for it."""
         with self._cond:
             return list(self._rejected)
+
+    @property
+    def dropped(self) -> tuple[int, int]:
+        """How many accepted events and rejected bodies fell out of the bounded history."""
+        with self._cond:
+            return self._events.dropped, self._rejected.dropped
 
     def clear(self) -> None:
         with self._cond:
@@ -149,14 +216,15 @@ class PagerDutySink:
                         return dict(event)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise StackError(f"no matching PagerDuty event after {timeout:.1f}s; got {self._events}"
-                                     f"; rejected {self._rejected}")
+                    raise StackError(f"no matching PagerDuty event after {timeout:.1f}s; got {list(self._events)}"
+                                     f"; rejected {list(self._rejected)}")
                 self._cond.wait(remaining)
 
-    def _accept(self, event: Event) -> str:
-        event = dict(event, dedup_key=event.get("dedup_key") or f"npuobs-sink-{len(self._events) + 1}")
+    def _accept(self, event: Event, size: int) -> str:
         with self._cond:
-            self._events.append(event)
+            self._accepted += 1
+            event = dict(event, dedup_key=event.get("dedup_key") or f"npuobs-sink-{self._accepted}")
+            self._events.append(event, size)
             if self._log_path is not None:
                 line = json.dumps({"received_at": time.time(), **event}, sort_keys=True)
                 with open(self._log_path, "a", encoding="utf-8") as log:
@@ -164,63 +232,41 @@ class PagerDutySink:
             self._cond.notify_all()
         return event["dedup_key"]
 
-    def _reject(self, body: Any, errors: list[str]) -> None:
+    def _reject(self, body: Any, errors: list[str], size: int) -> Response:
         with self._cond:
-            self._rejected.append((body, errors))
+            self._rejected.append((body, errors), size)
             self._cond.notify_all()
+        return _json(400, {"status": "invalid event", "message": "Event object is invalid", "errors": errors})
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        sink = self
+    def _handle(self, request: Request) -> Response | Callable[[], Response]:
+        path = request.path
+        if request.method == "POST":
+            if path != "/v2/enqueue":
+                return _json(404, {"status": "not found", "message": f"no route {path}"})
+            return lambda: self._enqueue(request.body)  # validation and the log append: in the worker pool
+        if path == "/-/healthy":
+            return _json(200, {"status": "ok"})
+        if path == "/v2/events":
+            return _json(200, self.events())
+        return _json(404, {"status": "not found", "message": f"no route {path}"})
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "npuobs-pagerduty-sink"
+    def _enqueue(self, raw: bytes) -> Response:
+        if nesting_depth(raw) > MAX_NESTING:
+            return self._reject(raw[:1024].decode("utf-8", "replace"),
+                                [f"JSON nested deeper than {MAX_NESTING} levels"], min(len(raw), 1024))
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            return self._reject(raw[:1024].decode("utf-8", "replace"), ["Malformed JSON"], min(len(raw), 1024))
+        errors = validate_event(body)
+        if errors:
+            return self._reject(body, errors, len(raw))
+        dedup_key = self._accept(body, len(raw))
+        return _json(202, {"status": "success", "message": "Event processed", "dedup_key": dedup_key})
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
-                if self.path.split("?")[0] != "/v2/enqueue":
-                    self._reply(404, {"status": "not found", "message": f"no route {self.path}"})
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY_BYTES:
-                    self._reply(413, {"status": "invalid event", "message": "Request too large"})
-                    return
-                raw = self.rfile.read(length)
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    sink._reject(raw.decode("utf-8", "replace"), ["Malformed JSON"])
-                    self._reply(400, {"status": "invalid event", "message": "Event object is invalid",
-                                      "errors": ["Malformed JSON"]})
-                    return
-                errors = validate_event(body)
-                if errors:
-                    sink._reject(body, errors)
-                    self._reply(400, {"status": "invalid event", "message": "Event object is invalid",
-                                      "errors": errors})
-                    return
-                dedup_key = sink._accept(body)
-                self._reply(202, {"status": "success", "message": "Event processed", "dedup_key": dedup_key})
 
-            def do_GET(self) -> None:  # noqa: N802
-                path = self.path.split("?")[0]
-                if path == "/-/healthy":
-                    self._reply(200, {"status": "ok"})
-                elif path == "/v2/events":
-                    self._reply(200, sink.events())
-                else:
-                    self._reply(404, {"status": "not found", "message": f"no route {self.path}"})
-
-            def _reply(self, code: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-                """Silence the per-request stderr line; accepted events go to the JSON-lines log."""
-
-        return Handler
+def _json(status: int, body: Any) -> Response:
+    return Response(status, json.dumps(body).encode(), "application/json")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+import secrets
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -69,31 +71,84 @@ class TlsConfig:
         return ctx
 
 
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(?P<cost>0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+_BCRYPT_MAX_PASSWORD = 72  # bcrypt reads only 72 bytes; like Go's bcrypt, longer passwords never match
+
+
+def _check_hash(hashed: str, user: str, where: str) -> int:
+    """The hash's cost; ConfigError naming the user and the file if ``hashed`` is not a usable bcrypt hash."""
+    match = _BCRYPT_HASH.fullmatch(hashed)
+    if match is not None:
+        try:  # the salt must decode too; hashing at cost 4 checks it in about a millisecond
+            bcrypt.hashpw(b"", f"$2b$04${hashed[7:29]}".encode())
+        except ValueError:
+            match = None
+    if match is None:
+        raise ConfigError(f"{where}: key 'basic_auth_users.{user}' is not a bcrypt hash "
+                          "(expected $2a$/$2b$/$2y$, a cost 04-31, then 53 characters of salt and digest; "
+                          "make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)")
+    return int(match["cost"])
+
+
 @dataclass
 class BasicAuth:
-    """Checks ``Authorization: Basic`` headers against bcrypt hashes, caching verdicts."""
+    """Checks ``Authorization: Basic`` headers against bcrypt hashes, caching verdicts.
+
+    An unknown user is checked against a dummy hash of the highest configured cost, and a password
+    over 72 bytes against the user's own cost, so neither answers faster than a wrong password for
+    a real user (response times must not reveal which user names exist).
+    """
 
     users: dict[str, bytes]
+    cost: int = 10
     _cache: dict[bytes, bool] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _dummy: bytes = b""
 
-    def check(self, header: str | None) -> bool:
+    def __post_init__(self) -> None:
+        self._dummy = bcrypt.hashpw(secrets.token_hex(16).encode(), bcrypt.gensalt(self.cost))
+
+    def _parse(self, header: str | None) -> tuple[str, bytes] | None:
         if not header or not header.startswith("Basic "):
-            return False
+            return None
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
         except (ValueError, UnicodeDecodeError):
-            return False
-        hashed = self.users.get(user)
-        if hashed is None:
-            return False
+            return None
+        return user, password.encode("utf-8")
+
+    def _key(self, user: str, password: bytes) -> bytes:
         # cache key: a digest of the credentials, never the password itself
-        key = hashlib.sha256(user.encode() + b"\0" + password.encode() + b"\0" + hashed).digest()
+        hashed = self.users.get(user, self._dummy)
+        return hashlib.sha256(user.encode() + b"\0" + password + b"\0" + hashed).digest()
+
+    def cached(self, header: str | None) -> bool | None:
+        """The verdict without running bcrypt, or None when only :meth:`check` can tell."""
+        creds = self._parse(header)
+        if creds is None:
+            return False
+        with self._lock:
+            return self._cache.get(self._key(*creds))
+
+    def check(self, header: str | None) -> bool:
+        creds = self._parse(header)
+        if creds is None:
+            return False
+        user, password = creds
+        key = self._key(user, password)
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None:
             return cached
-        ok = bcrypt.checkpw(password.encode("utf-8"), hashed)
+        hashed = self.users.get(user)
+        try:
+            if hashed is None or len(password) > _BCRYPT_MAX_PASSWORD:
+                bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], hashed or self._dummy)  # same time, no match
+                ok = False
+            else:
+                ok = bcrypt.checkpw(password, hashed)
+        except ValueError:  # e.g. a NUL byte bcrypt refuses: no match
+            ok = False
         with self._lock:
             if len(self._cache) > 1024:  # bounded: a password-guessing client cannot grow it forever
                 self._cache.clear()
@@ -158,11 +213,8 @@ def from_dict(doc: Any, where: str, base: Path = Path(".")) -> WebConfig:
     if users is not None:
         if not isinstance(users, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in users.items()):
             raise ConfigError(f"{where}: key 'basic_auth_users' must map user names to bcrypt hashes")
-        for user, hashed in users.items():
-            if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
-                raise ConfigError(f"{where}: key 'basic_auth_users.{user}' is not a bcrypt hash "
-                                  "(expected $2a$/$2b$/$2y$...; make one with `htpasswd -nBC 10 \"\"`)")
-        auth = BasicAuth({u: h.encode() for u, h in users.items()})
+        costs = [_check_hash(hashed, user, where) for user, hashed in users.items()]
+        auth = BasicAuth({u: h.encode() for u, h in users.items()}, cost=max(costs, default=10))
     return WebConfig(tls, auth)
 
 

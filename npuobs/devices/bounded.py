@@ -9,6 +9,7 @@ each of its vendor backends with one, so a hung vendor costs its own devices, no
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -55,7 +56,9 @@ class BoundedCall(Generic[T]):
             except Exception as exc:  # noqa: BLE001 - handed to the waiter, who decides
                 self._result = (False, exc)
 
-        self._thread = threading.Thread(target=work, name=f"npuobs-{self.name}", daemon=True)
+        # the worker runs in the caller's context: a ToolTracker set there also sees the tools it starts
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                                        name=f"npuobs-{self.name}", daemon=True)
         self._thread.start()
 
     def wait(self, remaining: float | None = None) -> T:

@@ -11,7 +11,10 @@ exhaust it. Hence:
 * output is read incrementally and bounded, so a tool stuck printing in a loop costs at most
   ``max_output_bytes`` of memory;
 * every failure (missing tool, timeout, too much output, non-zero exit) becomes a ``BackendError``
-  whose message names the tool, so the exporter can report it per collector.
+  whose message names the tool, so the exporter can report it per collector;
+* every running tool is recorded in the :class:`ToolTracker` of the context that started it (the
+  exporter's sampler installs one), so stopping the exporter kills the process groups of tools
+  still hung instead of leaving them running until their timeout, or forever once we are gone.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 
 from npuobs.devices.base import BackendError
 
@@ -54,16 +59,67 @@ def resolve_tool(name: str, search_path: str | None = None) -> str:
     return os.path.abspath(found)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the tool's process group (the tool and anything it forked) and reap the tool.
+class ToolTracker:
+    """The tools running on behalf of one owner (an exporter's sampler), killable all at once.
 
-    Called before the tool has been reaped, so its pid (the group id) cannot have been reused.
+    A tool leaves the tracker *before* it is reaped, and :meth:`kill_all` signals under the same
+    lock, so a group id that is signalled still belongs to an unreaped tool (never to a reused pid).
     """
+
+    def __init__(self) -> None:
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
+        """Record a started tool; after :meth:`kill_all` a tool started late is killed at once."""
+        with self._lock:
+            if self._closed:
+                _signal_group(proc)
+            else:
+                self._procs.add(proc)
+
+    def discard(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def kill_all(self) -> int:
+        """SIGKILL the process group of every tool still running; the threads running them reap them."""
+        with self._lock:
+            self._closed = True
+            for proc in self._procs:
+                _signal_group(proc)
+            killed = len(self._procs)
+            self._procs.clear()
+        return killed
+
+
+TRACKER: ContextVar[ToolTracker | None] = ContextVar("npuobs_tool_tracker", default=None)
+"""Where :func:`run_tool` records the tools it starts; set it in the thread (context) that samples."""
+
+
+def _signal_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # the whole group is already gone
-    proc.wait()
+
+
+def _kill_group(proc: subprocess.Popen[bytes], tracker: ToolTracker | None) -> None:
+    """SIGKILL the tool's process group (the tool and anything it forked) and reap the tool.
+
+    Called before the tool has been reaped, so its pid (the group id) cannot have been reused.
+    """
+    _reap(proc, tracker, kill=True)
+
+
+def _reap(proc: subprocess.Popen[bytes], tracker: ToolTracker | None, *, kill: bool = False,
+          timeout: float | None = None) -> int:
+    if tracker is not None:
+        tracker.discard(proc)
+    if kill:
+        _signal_group(proc)
+    return proc.wait(timeout)
 
 
 def run_tool(
@@ -94,6 +150,9 @@ def run_tool(
         )
     except OSError as exc:
         raise BackendError(f"'{tool}' could not be started: {exc}") from exc
+    tracker = TRACKER.get()
+    if tracker is not None:
+        tracker.add(proc)
 
     deadline = time.monotonic() + timeout
     out = bytearray()
@@ -106,7 +165,7 @@ def run_tool(
         while sel.get_map():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                _kill_group(proc)
+                _kill_group(proc, tracker)
                 raise BackendError(f"'{tool}' timed out after {timeout:g}s")
             for key, _ in sel.select(remaining):
                 chunk = os.read(key.fd, _READ_CHUNK)
@@ -116,21 +175,21 @@ def run_tool(
                 buf: bytearray = key.data
                 buf += chunk
                 if buf is out and len(out) > max_output_bytes:
-                    _kill_group(proc)
+                    _kill_group(proc, tracker)
                     raise BackendError(f"'{tool}' wrote more than {max_output_bytes} bytes of output")
                 if buf is err and len(err) > _STDERR_KEEP_BYTES:
                     del err[:-_STDERR_KEEP_BYTES]
         try:
-            returncode = proc.wait(max(deadline - time.monotonic(), 0.0))
+            returncode = _reap(proc, tracker, timeout=max(deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            _kill_group(proc, tracker)
             raise BackendError(f"'{tool}' timed out after {timeout:g}s") from None
     finally:
         sel.close()
         proc.stdout.close()
         proc.stderr.close()
         if proc.returncode is None:  # an unexpected exception above: never leave the tool behind
-            _kill_group(proc)
+            _kill_group(proc, tracker)
 
     if returncode != 0:
         tail = err.decode("utf-8", errors="replace").strip()[-_STDERR_TAIL_CHARS:]

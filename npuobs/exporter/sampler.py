@@ -21,6 +21,7 @@ from types import MappingProxyType
 
 from npuobs.devices.base import DeviceBackend, Snapshot
 from npuobs.devices.bounded import BoundedCall, CallTimedOut, StillRunning
+from npuobs.devices.toolrun import TRACKER, ToolTracker
 
 log = logging.getLogger("npuobs.exporter")
 
@@ -55,6 +56,7 @@ class Sampler:
         self.collector = name or backend.name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.tools = ToolTracker()  # vendor tools this sampler started, killed on stop
         self._call: BoundedCall[tuple[object, dict[str, str], tuple[str, ...]]] = BoundedCall(
             f"sample-{self.collector}", timeout)
 
@@ -84,6 +86,7 @@ class Sampler:
                              partial_errors=MappingProxyType(partial), children=children)
 
     def _run(self) -> None:
+        TRACKER.set(self.tools)
         next_at = time.monotonic()
         while not self._stop.is_set():
             outcome = self.sample_once()
@@ -106,8 +109,13 @@ class Sampler:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop the loop; waits for the current sample at most its timeout (a hung worker is abandoned)."""
+        """Stop the loop and kill the vendor tools still running (their whole process groups); waits
+        for the current sample at most its timeout (a worker hung elsewhere is abandoned)."""
         self._stop.set()
+        killed = self.tools.kill_all()
+        if killed:
+            log.info("killed vendor tools still running at stop", extra={"fields": {
+                "collector": self.collector, "tools": killed}})
         if self._thread is not None:
             self._thread.join(self.timeout + 1.0 if timeout is None else timeout)
             self._thread = None

@@ -30,6 +30,8 @@ def metrics_markdown() -> str:
         f"- `kind` on `npu_errors_total`: {', '.join(schema.ERROR_KINDS)}",
         f"- `outcome` on `npu_inference_requests_total`: {', '.join(schema.REQUEST_OUTCOMES)}",
         f"- `placement` on `npu_ops_total` / `npu_op_seconds_total`: {', '.join(schema.OP_PLACEMENTS)}",
+        f"- `action` / `result` on `npuobs_remediation_actions_total`: {', '.join(schema.REMEDIATION_ACTIONS)} / "
+        f"{', '.join(schema.REMEDIATION_RESULTS)}",
         f"- latency buckets (seconds): {', '.join(str(b) for b in schema.LATENCY_BUCKETS)}",
         "",
         "Derived signals: CPU-fallback ratio = `rate(npu_ops_total{placement=\"host\"})` / `rate(npu_ops_total)`;",

@@ -50,6 +50,12 @@ RESET_REASONS = ("driver", "firmware", "thermal", "watchdog", "user")
 ERROR_KINDS = ("ecc_corrected", "ecc_uncorrected", "runtime", "timeout", "pcie")
 REQUEST_OUTCOMES = ("success", "error", "oom", "rejected")
 OP_PLACEMENTS = ("device", "host")
+# remediation (npuobs remediate): actions of the policy and what became of each decision
+REMEDIATION_ACTIONS = ("drain", "undrain", "reset", "rollback", "cpu_path", "accelerator_path", "none")
+REMEDIATION_RESULTS = (
+    "acted", "verified", "verify_failed", "failed", "dry_run", "duplicate", "cooldown", "no_rule", "manual",
+    "refused_condition", "refused_maintenance", "refused_rate_limit", "refused_capacity", "error",
+)
 
 # Latency buckets (seconds) for the inference histogram: dense around the SLO thresholds
 # (tens to hundreds of ms) so p95/p99 and "requests under threshold" are exact at those edges.
@@ -166,6 +172,10 @@ METRICS: tuple[MetricSpec, ...] = (
                ("self",)),
     MetricSpec("npuobs_exporter_build_info", MetricType.INFO, "", "Exporter version; the value is always 1.",
                ("node", "version"), ("self",)),
+    # --- remediation controller (npuobs remediate)
+    MetricSpec("npuobs_remediation_actions_total", C, "",
+               "Remediation decisions, by policy action and result (acted, verified, dry_run, refused_*, ...).",
+               ("action", "result"), ("self",)),
 )
 
 BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}

@@ -204,14 +204,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(500, {"error": f"{method} failed: {type(exc).__name__}: {exc}"})
 
 
-class _Server(ThreadingHTTPServer):
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most ``max_connections`` connections at once and answers
+    503 at once (no thread) beyond that; handlers set their own socket timeout."""
+
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], control: ServingControl, auth: ControlAuth,
-                 max_connections: int) -> None:
-        super().__init__(address, _Handler)
-        self.control, self.auth = control, auth
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int) -> None:
+        super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -229,6 +230,13 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+
+class _Server(BoundedHTTPServer):
+    def __init__(self, address: tuple[str, int], control: ServingControl, auth: ControlAuth,
+                 max_connections: int) -> None:
+        super().__init__(address, _Handler, max_connections)
+        self.control, self.auth = control, auth
 
 
 class ControlServer:

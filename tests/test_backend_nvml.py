@@ -302,7 +302,8 @@ def test_xml_t4_v11_old_layout() -> None:
 
 
 def test_xml_a100_mig_has_no_utilization() -> None:
-    (gpu,) = parse_smi_xml(read_fixture("vendor/nvidia/nvidia-smi-q-x-a100-sxm4-80gb-mig-driver535.xml"))
+    gpu, *instances = parse_smi_xml(read_fixture("vendor/nvidia/nvidia-smi-q-x-a100-sxm4-80gb-mig-driver535.xml"))
+    assert len(instances) == 4  # its MIG instances follow it (test_mig_devices_in_nvidia_smi_xml)
     assert gpu.info.model == "NVIDIA A100-SXM4-80GB"
     assert gpu.utilization_ratio is None  # N/A in MIG mode, not 0
     assert gpu.temperature_throttle_threshold_celsius == 89.0
@@ -446,3 +447,64 @@ def test_real_pynvml_without_a_driver_falls_back(tmp_path: Path) -> None:
     backend = NvmlBackend(tool_path=tool, smi_format="csv")
     (gpu,) = backend.sample().devices
     assert backend.source == "nvidia-smi" and gpu.power_watts == pytest.approx(122.93)
+
+
+class NvmlMigReplay(NvmlReplay):
+    """The H100 replay with MIG mode on and the four instances of a real H100 MIG host: GPU
+    instances 2, 3, 9, 10 (compute instance 0), shared FB memory 40448/20096/9984/9984 MiB total
+    and 26/17/9/9 MiB used, as ``nvidia-smi -q`` printed them in utkuozdemir/nvidia_gpu_exporter
+    internal/captures/linux-x86_64__nvidia-h100-mig__590.48.01.txt (idle section). NVML's
+    MIG slots are 7 on an H100; the empty ones raise NOT_FOUND like the real library."""
+
+    INSTANCES = {0: (2, 40448, 26), 1: (3, 20096, 17), 2: (9, 9984, 9), 3: (10, 9984, 9)}
+
+    def nvmlDeviceGetMigMode(self, h: str) -> tuple[int, int]:
+        return (1, 1)
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h: str) -> int:
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h: str, slot: int) -> str:
+        if slot not in self.INSTANCES:
+            raise self.NVMLError(6)  # NVML_ERROR_NOT_FOUND
+        return f"mig{slot}"
+
+    def nvmlDeviceGetGpuInstanceId(self, h: str) -> int:
+        return self.INSTANCES[int(h.removeprefix("mig"))][0]
+
+    def nvmlDeviceGetComputeInstanceId(self, h: str) -> int:
+        return 0
+
+    def nvmlDeviceGetMemoryInfo(self, h: str) -> SimpleNamespace:
+        if h.startswith("mig"):
+            _, total, used = self.INSTANCES[int(h.removeprefix("mig"))]
+            return SimpleNamespace(total=total * MIB, used=used * MIB, free=(total - used) * MIB)
+        return super().nvmlDeviceGetMemoryInfo(h)
+
+    def nvmlDeviceGetName(self, h: str) -> str:
+        return super().nvmlDeviceGetName(h) + (" MIG" if h.startswith("mig") else "")
+
+    def nvmlDeviceGetUUID(self, h: str) -> str:
+        return f"MIG-instance-{h}" if h.startswith("mig") else super().nvmlDeviceGetUUID(h)
+
+
+def test_mig_instances_are_devices_with_their_parent() -> None:
+    readings = NvmlBackend(nvml=NvmlMigReplay(load_dump())).sample().devices
+    assert [r.info.device for r in readings] == ["0", "0/gi2/ci0", "0/gi3/ci0", "0/gi9/ci0", "0/gi10/ci0"]
+    gpu, first = readings[0], readings[1]
+    assert gpu.info.parent == "" and gpu.temperature_celsius == 37.0
+    assert {r.info.parent for r in readings[1:]} == {"0"}
+    assert first.memory_total_bytes == 40448 * MIB and first.memory_used_bytes == 26 * MIB
+    assert first.info.model == "NVIDIA H100 80GB HBM3 MIG" and first.info.uuid == "MIG-instance-mig0"
+    assert first.info.driver_version == gpu.info.driver_version
+    assert first.temperature_celsius is None and first.power_watts is None  # per-GPU readings only
+
+
+def test_mig_devices_in_nvidia_smi_xml() -> None:
+    """telegraf's a100-sxm4-v12.xml: one A100-80GB in MIG mode with four 14-SM instances."""
+    readings = parse_smi_xml(read_fixture("vendor/nvidia/nvidia-smi-q-x-a100-sxm4-80gb-mig-driver535.xml"))
+    assert [r.info.device for r in readings] == ["0", "0/gi3/ci0", "0/gi4/ci0", "0/gi5/ci0", "0/gi6/ci0"]
+    assert all(r.info.parent == "0" and r.memory_total_bytes == 19968 * MIB for r in readings[1:])
+    assert readings[1].memory_used_bytes == 12 * MIB
+    assert readings[1].errors_total == {"ecc_uncorrected": 0}
+    assert readings[0].utilization_ratio is None  # N/A in MIG mode

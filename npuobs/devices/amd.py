@@ -201,7 +201,7 @@ def parse_static_json(text: str) -> dict[str, DeviceInfo]:
         asic, driver = _section(tool, entry, "asic"), _section(tool, entry, "driver")
         vbios = _section(tool, entry, "vbios") or _section(tool, entry, "ifwi")  # renamed in 6.4
         infos[device] = DeviceInfo(
-            device=device, vendor=VENDOR, model=_str(_first(asic, "market_name")),
+            device=device, vendor=VENDOR, model=_name(_first(asic, "market_name")),
             driver_version=_str(_first(driver, "version", "driver_version")),
             firmware_version=_str(_first(vbios, "version", "vbios_version")),
         )
@@ -210,6 +210,12 @@ def parse_static_json(text: str) -> dict[str, DeviceInfo]:
 
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _name(value: Any) -> str:
+    """A model name, or "" when the tool gave a PCI id (``0x74a1``) where the name belongs."""
+    text = _str(value)
+    return "" if units.is_pci_id(text) else text
 
 
 def parse_metric_json(text: str, static: Mapping[str, DeviceInfo] | None = None
@@ -345,6 +351,16 @@ ROCM_SMI_ARGS = (
 )
 
 
+def _model(card: Mapping[str, Any]) -> str:
+    """The first model name rocm-smi gives; PCI ids (``0x1002`` in every name field of ROCm 4.3,
+    ``0x6601`` in "Card model") are identifiers, not names, and are skipped."""
+    for key in ("device name", "card series", "card model"):
+        value = _str(card.get(key))
+        if value and not units.is_pci_id(value):
+            return value
+    return ""
+
+
 def parse_rocm_smi_json(text: str) -> tuple[DeviceReading, ...]:
     """``rocm-smi ... --json``: ``{"card0": {...}, ..., "system": {"Driver version": ..}}``."""
     tool = "rocm-smi"
@@ -365,7 +381,7 @@ def parse_rocm_smi_json(text: str) -> tuple[DeviceReading, ...]:
         pcie = _get(tool, f"{what} PCIe Replay Count", _count, _first(c, "pcie replay count"))
         readings.append(DeviceReading(
             info=DeviceInfo(device=m.group(1).lstrip("0") or "0", vendor=VENDOR,
-                            model=_str(_first(c, "card series", "card model")),
+                            model=_model(c),
                             uuid=_str(_first(c, "unique id")), driver_version=driver,
                             firmware_version=_str(_first(c, "vbios version"))),
             up=True,
@@ -510,6 +526,7 @@ class AmdBackend(ReadingsBackend):
         self._source = source
         self._lib: ModuleType | None = None
         self._static: dict[str, DeviceInfo] | None = None
+        self.last_errors: dict[str, str] = {}  # a failed sub-command (amd-smi static) -> message
 
     def _pick_source(self) -> str:
         if self._source != "auto":
@@ -533,7 +550,9 @@ class AmdBackend(ReadingsBackend):
                 self._static = parse_static_json(self._run("amd-smi", "static", "--json"))
             except BackendError as exc:
                 log.warning("amd-smi static unavailable, model and versions omitted: %s", exc)
+                self.last_errors = {"amd-smi static": str(exc)}
                 return {}
+            self.last_errors = {}
         return self._static
 
     def _read(self) -> tuple[DeviceReading, ...]:

@@ -41,6 +41,9 @@ class DeviceInfo:
     driver_version: str = ""
     firmware_version: str = ""
     runtime_version: str = ""
+    # device id of the physical device this one is a partition of (an NVIDIA MIG instance); ""
+    # for a whole device
+    parent: str = ""
 
 
 @dataclass(frozen=True)

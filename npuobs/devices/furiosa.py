@@ -1,8 +1,12 @@
 """FuriosaAI RNGD through ``furiosa-smi``, or through furiosa-metrics-exporter's ``/metrics``.
 
 ``furiosa-smi`` has no machine-readable output in the versions documented with samples, so the
-backend reads its tables: ``info --format full`` (temperature, power, core clock, firmware, UUID)
-and ``status`` (liveness, memory, per-core utilization) and merges them by device. When the vendor
+backend reads its tables: ``info --format full`` (temperature, power, core clock, firmware, PERT
+runtime version, UUID) and ``status`` (liveness, memory, per-core utilization) and merges them by
+device. Columns are read by header name and only ``Device`` is required, so the 2024.1 tables
+(no Liveness/Memory, ``Core N: 0.00%,`` cells) and later ones (``Index``, ``PERT``) all parse; if
+one of the two commands fails, the other's readings are still returned and the failure is
+listed in ``last_errors``. When the vendor
 exporter already runs on the node (its DaemonSet), ``metrics_url`` reads that instead and no tool
 is needed in our container.
 
@@ -23,6 +27,7 @@ from typing import Any
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
 from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
+from npuobs.devices.partial import read_sources
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import fetch_url, resolve_tool, run_tool
 
@@ -32,6 +37,13 @@ DETECTION = Detection(device_globs=("/dev/rngd*",), tools=("furiosa-smi",))
 
 _NPU = re.compile(r"^npu(\d+)$")
 _CORE_UTIL = re.compile(r"^Core\s+\d+:\s*(?P<value>\S+)$")
+# Columns the parsers read; any other column (``Index``, ``S/N``, ``PCI-DEV``, ``Governor`` ...) is
+# ignored and logged once at debug level.
+INFO_COLUMNS = ("Index", "Arch", "Device", "UUID", "Firmware", "PERT", "Temp.", "Power", "Core Clock", "Clock",
+                "PCI-BDF")
+STATUS_COLUMNS = ("Arch", "Device", "Liveness", "Memory", "Cores", "Core Utilization")
+INFO_SOURCE = "furiosa-smi info"  # the names failures are reported under (``last_errors``)
+STATUS_SOURCE = "furiosa-smi status"
 
 
 def detect() -> bool:
@@ -46,8 +58,19 @@ def device_id(name: str) -> str:
 
 
 def _cell(record: dict[str, list[str]], column: str) -> str | None:
+    """The column's text, or None when the row has none or the tool version has no such column."""
     fragments = record.get(column)
     return " ".join(fragments) if fragments else None
+
+
+def _value(record: dict[str, list[str]], *columns: str) -> str | None:
+    """The first of ``columns`` that holds a value (tool versions renamed ``Clock`` to ``Core
+    Clock``); ``...`` (a value elided in published output) counts as no value."""
+    for column in columns:
+        text = _cell(record, column)
+        if text is not None and text.strip() != "...":
+            return text
+    return None
 
 
 def _required(record: dict[str, list[str]], column: str, what: str) -> str:
@@ -58,21 +81,26 @@ def _required(record: dict[str, list[str]], column: str, what: str) -> str:
 
 
 def parse_info(text: str) -> tuple[DeviceReading, ...]:
-    """``furiosa-smi info`` and ``info --format full`` (which adds UUID and core clock)."""
+    """``furiosa-smi info`` and ``info --format full`` (which adds UUID and core clock).
+
+    Only ``Device`` is required; every other column is read by name when the version prints it
+    (2024.2 added ``PERT``, the runtime version; ``Clock`` became ``Core Clock``).
+    """
     what = "furiosa-smi info"
     readings = []
-    for record in units.parse_box_table(text, ("Arch", "Device", "Firmware"), what):
+    for record in units.parse_box_table(text, ("Device",), what, key="Device", known=INFO_COLUMNS):
         name = _required(record, "Device", what)
         try:
             readings.append(DeviceReading(
                 info=DeviceInfo(
-                    device=device_id(name), vendor=VENDOR, model=_required(record, "Arch", what).upper(),
+                    device=device_id(name), vendor=VENDOR, model=(_cell(record, "Arch") or "").upper(),
                     uuid=_cell(record, "UUID") or "", firmware_version=_cell(record, "Firmware") or "",
+                    runtime_version=_cell(record, "PERT") or "",
                 ),
                 up=True,
-                temperature_celsius=units.to_celsius(_cell(record, "Temp.")),
-                power_watts=units.to_watts(_cell(record, "Power")),
-                clock_hertz=units.to_hertz(_cell(record, "Core Clock")),
+                temperature_celsius=units.to_celsius(_value(record, "Temp.")),
+                power_watts=units.to_watts(_value(record, "Power")),
+                clock_hertz=units.to_hertz(_value(record, "Core Clock", "Clock")),
             ))
         except BackendError as exc:
             raise BackendError(f"{what}, {name}: {exc}") from exc
@@ -98,7 +126,7 @@ def _core_utilization(fragments: Iterable[str]) -> float | None:
     """Mean busy ratio of the cores that report one; ``Core N: -`` (idle, no value) is skipped."""
     values = []
     for fragment in fragments:
-        m = _CORE_UTIL.match(fragment)
+        m = _CORE_UTIL.match(units.trim_cell(fragment))
         if m is None:
             raise BackendError(f"core utilization {fragment!r} is not 'Core N: value'")
         ratio = units.to_ratio(m.group("value"))
@@ -108,17 +136,23 @@ def _core_utilization(fragments: Iterable[str]) -> float | None:
 
 
 def parse_status(text: str) -> tuple[DeviceReading, ...]:
-    """``furiosa-smi status``: liveness, memory and per-core utilization (multi-line cells)."""
+    """``furiosa-smi status``: liveness, memory and per-core utilization (multi-line cells).
+
+    Versions before 2024.2 print neither ``Liveness`` nor ``Memory`` (only ``Cores`` and
+    ``Core Utilization``, cells ending in ``,``): the device is then listed as up (the tool sees
+    it) with health and memory absent.
+    """
     what = "furiosa-smi status"
     readings = []
-    for record in units.parse_box_table(text, ("Device", "Liveness", "Memory"), what):
+    for record in units.parse_box_table(text, ("Device", "Core Utilization"), what, known=STATUS_COLUMNS):
         name = _required(record, "Device", what)
         try:
-            alive = _required(record, "Liveness", what).lower() == "alive"
+            liveness = _cell(record, "Liveness")
+            alive = None if liveness is None or units.is_absent(liveness) else liveness.lower() == "alive"
             used, total = _memory(_cell(record, "Memory"))
             readings.append(DeviceReading(
                 info=DeviceInfo(device_id(name), VENDOR, (_cell(record, "Arch") or "").upper()),
-                up=alive,
+                up=alive is not False,
                 healthy=alive,
                 memory_used_bytes=used,
                 memory_total_bytes=total,
@@ -234,13 +268,16 @@ class FuriosaBackend(ReadingsBackend):
         self._tool: str | None = None
         self._timeout = timeout
         self._metrics_url = metrics_url
+        self.last_errors: dict[str, str] = {}  # sub-command -> message, for a partial sample
 
     def _read(self) -> tuple[DeviceReading, ...]:
         if self._metrics_url:
             return parse_exporter_metrics(fetch_url(self._metrics_url, timeout=self._timeout))
         if self._tool is None:
             self._tool = resolve_tool(self._tool_path or "furiosa-smi")
-        info = parse_info(run_tool([self._tool, "info", "--format", "full"], timeout=self._timeout))
-        status = parse_status(run_tool([self._tool, "status"], timeout=self._timeout))
-        return merge_readings(info, status)
-
+        tool = self._tool
+        got, self.last_errors = read_sources({
+            INFO_SOURCE: lambda: parse_info(run_tool([tool, "info", "--format", "full"], timeout=self._timeout)),
+            STATUS_SOURCE: lambda: parse_status(run_tool([tool, "status"], timeout=self._timeout)),
+        })
+        return merge_readings(*got.values())

@@ -142,7 +142,44 @@ class _NvmlReader:
             raise BackendError(f"NVML: nvmlDeviceGetCount failed: {exc}") from exc
         driver = _text(self.get("nvmlSystemGetDriverVersion"))
         cuda = cuda_version_text(self.get("nvmlSystemGetCudaDriverVersion"))
-        return tuple(self.device(i, driver, cuda) for i in range(count))
+        readings: list[DeviceReading] = []
+        for i in range(count):
+            readings.append(self.device(i, driver, cuda))
+            readings.extend(self.mig_devices(i, readings[-1].info))
+        return tuple(readings)
+
+    def mig_devices(self, index: int, parent: DeviceInfo) -> list[DeviceReading]:
+        """The MIG instances of GPU ``index`` when MIG mode is on: each a device of its own (id
+        ``<gpu>/gi<N>/ci<M>``, ``parent`` = the GPU) with its own memory and identity; NVML reports
+        no utilization, power or temperature per instance (those stay on the parent)."""
+        nvml = self.nvml
+        try:
+            h = nvml.nvmlDeviceGetHandleByIndex(index)
+        except nvml.NVMLError:
+            return []
+        mode = self.get("nvmlDeviceGetMigMode", h)  # (current, pending); 1 = enabled
+        if not mode or mode[0] != 1:
+            return []
+        out = []
+        for slot in range(self.get("nvmlDeviceGetMaxMigDeviceCount", h) or 0):
+            mig = self.get("nvmlDeviceGetMigDeviceHandleByIndex", h, slot)
+            if mig is None:  # an empty slot: NVML_ERROR_NOT_FOUND
+                continue
+            gi = self.get("nvmlDeviceGetGpuInstanceId", mig)
+            ci = self.get("nvmlDeviceGetComputeInstanceId", mig)
+            mem = self.get("nvmlDeviceGetMemoryInfo", mig)
+            out.append(DeviceReading(
+                info=DeviceInfo(
+                    device=mig_device_id(str(index), gi if gi is not None else slot, ci or 0),
+                    vendor=VENDOR, model=_text(self.get("nvmlDeviceGetName", mig)) or parent.model,
+                    uuid=_text(self.get("nvmlDeviceGetUUID", mig)), driver_version=parent.driver_version,
+                    firmware_version=parent.firmware_version, runtime_version=parent.runtime_version,
+                    parent=str(index)),
+                up=True,
+                memory_used_bytes=None if mem is None else int(mem.used),
+                memory_total_bytes=None if mem is None else int(mem.total),
+            ))
+        return out
 
     def device(self, index: int, driver: str, cuda: str) -> DeviceReading:
         nvml = self.nvml
@@ -201,6 +238,11 @@ class _NvmlReader:
         )
 
 
+def mig_device_id(gpu: str, gpu_instance: int | str, compute_instance: int | str) -> str:
+    """``"0/gi3/ci0"``: a MIG instance's device id, named like ``nvidia-smi mig -lgi/-lci`` do."""
+    return f"{gpu}/gi{gpu_instance}/ci{compute_instance}"
+
+
 def _float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
@@ -232,10 +274,20 @@ def _ecc_sum(volatile: ET.Element | None, kind: str) -> int | None:
     """Sum of the volatile ECC counters of one kind ("correctable" / "uncorrectable").
 
     DTD v11/v12 have ``sram_uncorrectable``; v13 splits it into ``sram_uncorrectable_parity`` and
-    ``sram_uncorrectable_secded``, so counters are matched by name rather than listed.
+    ``sram_uncorrectable_secded``, so counters are matched by name rather than listed. Drivers
+    before DTD v11 (and vGPU guests) use the older layout: ``single_bit`` (corrected) and
+    ``double_bit`` (uncorrected) blocks, each with per-memory counters and a ``total``.
     """
     if volatile is None:
         return None
+    legacy = volatile.find("single_bit" if kind == "correctable" else "double_bit")
+    if legacy is not None:
+        total = units.parse_int(_xml(legacy, "total"))
+        if total is not None:
+            return total
+        parts = [units.parse_int(child.text) for child in legacy if child.tag != "total" and child.text]
+        known = [v for v in parts if v is not None]
+        return sum(known) if known else None
     values = [
         units.parse_int(child.text)
         for child in volatile
@@ -304,11 +356,32 @@ def _xml_gpu(gpu: ET.Element, index: int, driver: str, cuda: str) -> DeviceReadi
     )
 
 
+def _xml_mig(mig: ET.Element, parent: DeviceInfo) -> DeviceReading:
+    """One ``<mig_device>``: its GPU/compute instance ids, memory and SRAM ECC count. nvidia-smi
+    prints no utilization, power or temperature per instance; those stay on the parent GPU."""
+    gi = _xml(mig, "gpu_instance_id")
+    ci = _xml(mig, "compute_instance_id") or "0"
+    if gi is None:
+        raise BackendError("a <mig_device> without gpu_instance_id")
+    uncorrected = _ecc_sum(mig.find("ecc_error_count/volatile_count"), "uncorrectable")
+    return DeviceReading(
+        info=DeviceInfo(device=mig_device_id(parent.device, gi, ci), vendor=VENDOR, model=parent.model,
+                        uuid=_xml(mig, "uuid") or "", driver_version=parent.driver_version,
+                        firmware_version=parent.firmware_version, runtime_version=parent.runtime_version,
+                        parent=parent.device),
+        up=True,
+        memory_used_bytes=units.to_bytes(_xml(mig, "fb_memory_usage/used"), "MiB"),
+        memory_total_bytes=units.to_bytes(_xml(mig, "fb_memory_usage/total"), "MiB"),
+        errors_total=_errors(ecc_uncorrected=uncorrected),
+    )
+
+
 def parse_smi_xml(text: str) -> tuple[DeviceReading, ...]:
     """Readings from ``nvidia-smi -q -x`` (DTD v11 to v13).
 
     GPUs are numbered in document order, which is nvidia-smi's index order; ``attached_gpus`` is
-    not trusted to match the number of ``<gpu>`` elements. MIG instances are not broken out.
+    not trusted to match the number of ``<gpu>`` elements. Each ``<mig_device>`` of a GPU in MIG
+    mode follows its GPU as a device of its own (``_xml_mig``).
     """
     try:
         root = ET.fromstring(text)
@@ -324,7 +397,9 @@ def parse_smi_xml(text: str) -> tuple[DeviceReading, ...]:
     readings = []
     for index, gpu in enumerate(gpus):
         try:
-            readings.append(_xml_gpu(gpu, index, driver, cuda))
+            parent = _xml_gpu(gpu, index, driver, cuda)
+            readings.append(parent)
+            readings.extend(_xml_mig(mig, parent.info) for mig in gpu.findall("mig_devices/mig_device"))
         except BackendError as exc:
             raise BackendError(f"nvidia-smi -q -x, GPU {index}: {exc}") from exc
     return tuple(readings)

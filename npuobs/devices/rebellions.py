@@ -125,12 +125,15 @@ def parse_stat_json(text: str) -> tuple[DeviceReading, ...]:
     return assign_ids(readings, keys, what)
 
 
+TABLE_COLUMNS = ("NPU", "Name", "Device", "PCI BUS ID", "Temp", "Power", "Memory(used/total)", "Util")
+
+
 def parse_stat_table(text: str) -> tuple[DeviceReading, ...]:
     """The plain ``rbln-stat`` table (Device Information); the Context table is not read."""
     what = "rbln-stat"
     kmd = _KMD.search(text)
     readings, keys = [], []
-    for record in units.parse_box_table(text, ("NPU", "Name", "Device", "Temp", "Power"), what):
+    for record in units.parse_box_table(text, ("NPU", "Device"), what, key="NPU", known=TABLE_COLUMNS):
         def cell(column: str, rec: dict[str, list[str]] = record) -> str | None:
             return " ".join(rec[column]) if rec.get(column) else None
 

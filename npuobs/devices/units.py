@@ -11,6 +11,7 @@ a format change in a new tool version. Callers usually re-raise with the tool's 
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,6 +42,7 @@ _NUMBER = re.compile(
         \s*\)?\s*$""",
     re.VERBOSE | re.ASCII,
 )
+_PCI_ID = re.compile(r"0[xX][0-9a-fA-F]{1,8}")
 # Longer digit strings are garbage, not readings (and int() refuses beyond 4300 digits).
 _MAX_DIGITS = 40
 
@@ -61,7 +63,22 @@ def is_absent(text: object) -> bool:
         return True
     if not isinstance(text, str):
         return False
-    return text.strip().strip("[]").strip().lower() in _ABSENT
+    word = text.strip().strip("[]").strip().lower()
+    if word in _ABSENT:
+        return True
+    # "N/A (Secondary die)" (rocm-smi 6.0 on the second die of a dual-die card): a no-value
+    # spelling followed by the tool's reason in parentheses
+    head, sep, _ = word.partition("(")
+    return bool(sep) and head.strip() in _ABSENT - {""}
+
+
+def is_pci_id(text: str) -> bool:
+    """True for a bare PCI vendor/device id (``0x1002``, ``0x73df``): an identifier, not a name.
+
+    Older ``rocm-smi --json`` puts these in its "Card series"/"Card model" fields; reporting them
+    as the model would label a fleet's GPUs ``0x1002``.
+    """
+    return bool(_PCI_ID.fullmatch(text.strip()))
 
 
 def is_dcgm_blank(value: float) -> bool:
@@ -212,35 +229,89 @@ def check_unique(readings: Sequence[DeviceReading], what: str) -> tuple[DeviceRe
     return tuple(readings)
 
 
-def parse_box_table(text: str, header: Iterable[str], what: str) -> list[dict[str, list[str]]]:
-    """Records of the first ``+---+``/``|`` table in ``text`` whose header row holds ``header``.
+# Border and cell-separator characters of the tables SMI tools draw: ASCII (``+---+``, ``|``,
+# ``===``) and the Unicode box-drawing sets (light, heavy, double, rounded) that rich/tabulate-style
+# tools print (``tpu-info``, newer ``furiosa-smi``, ``rbln-smi``).
+_BOX_VERTICAL = "|│┃║┆┇┊┋╎╏"
+_BOX_BORDER = set("+-=_:" + _BOX_VERTICAL + "".join(chr(c) for c in range(0x2500, 0x2580)))
+_LOGGED_UNKNOWN: set[tuple[str, str]] = set()
+log = logging.getLogger(__name__)
 
-    SMI tools (furiosa-smi, rbln-stat, hl-smi) draw tables with ``+----+`` borders and ``|``
-    cells. A record is everything between two borders, so a multi-line record (furiosa-smi
-    ``status`` prints 8 lines per device) comes back as one dict: column name -> the non-empty
-    fragments of that column, top to bottom. Rows are split on ``|`` rather than on the border's
-    column positions because real output is not always aligned (furiosa-smi ``ps``). The table
-    ends at the first record whose cell count differs from the header's (the next table's title).
+
+def _is_border(line: str) -> bool:
+    return bool(line) and set(line) <= _BOX_BORDER and any(c not in _BOX_VERTICAL for c in line)
+
+
+def _row_cells(line: str) -> list[str] | None:
+    if not line or line[0] not in _BOX_VERTICAL:
+        return None
+    for bar in _BOX_VERTICAL[1:]:
+        line = line.replace(bar, "|")
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def trim_cell(text: str) -> str:
+    """A cell value without the list punctuation older tools leave on it (``Core 0: 0.00%,``)."""
+    return text.strip().rstrip(",;").strip()
+
+
+def parse_box_table(text: str, header: Iterable[str], what: str, *, key: str | None = None,
+                    known: Iterable[str] | None = None) -> list[dict[str, list[str]]]:
+    """Records of the first bordered table in ``text`` whose header row holds every ``header`` name.
+
+    Columns are found by their header name, never by position, so a tool version that adds,
+    drops or reorders columns still parses; a caller treats a column it needs but does not find
+    as "this field is absent". Borders may be ASCII (``+---+``, ``|``) or any Unicode
+    box-drawing set. A record is everything between two borders, so a multi-line record
+    (furiosa-smi ``status`` prints 8 lines per device) comes back as one dict: column name -> the
+    non-empty fragments of that column, top to bottom. When ``key`` is given and more than one line
+    of one bordered block has a ``key`` cell, the block holds several records (rbln-stat prints
+    several devices per block, some tools print no borders between rows): each line with a ``key``
+    cell starts a record and the lines without one continue it. Rows are split on the separator
+    rather than on the border's column positions because real output is not always aligned
+    (furiosa-smi ``ps``). The table ends at the first row whose cell count differs from the
+    header's (the next table's title). Columns outside ``known`` are logged once, at debug level.
     Raises ``BackendError`` naming ``what`` when no such header exists.
     """
     wanted = set(header)
     blocks: list[list[list[str]]] = [[]]
     for raw in text.splitlines():
         line = raw.strip()
-        if line.startswith("+") and set(line) <= set("+-=|"):
+        if _is_border(line):
             blocks.append([])
-        elif line.startswith("|"):
-            blocks[-1].append([cell.strip() for cell in line.strip("|").split("|")])
+            continue
+        cells = _row_cells(line)
+        if cells is not None:
+            blocks[-1].append(cells)
     blocks = [b for b in blocks if b]
-    start = next((i for i, b in enumerate(blocks) if len(b) == 1 and wanted <= set(b[0])), None)
+    start = next((i for i, b in enumerate(blocks) if wanted <= set(b[0])), None)
     if start is None:
         raise BackendError(f"{what}: no table with columns {', '.join(sorted(wanted))}")
     names = blocks[start][0]
+    if known is not None:
+        for name in set(names) - set(known) - {""}:
+            if (what, name) not in _LOGGED_UNKNOWN:
+                _LOGGED_UNKNOWN.add((what, name))
+                log.debug("%s: column %r is not read", what, name)
+    # a header block may carry data rows too when the tool prints no rule under the header
+    body = [blocks[start][1:]] + blocks[start + 1:]
     records: list[dict[str, list[str]]] = []
-    for block in blocks[start + 1:]:
+    for block in body:
+        if not block:
+            continue
         if any(len(cells) != len(names) for cells in block):
             break
-        records.append({name: [cells[c] for cells in block if cells[c]] for c, name in enumerate(names)})
+        groups = [block]
+        if key is not None and key in names:
+            k = names.index(key)
+            if sum(1 for cells in block if cells[k]) > 1:
+                groups = []
+                for cells in block:
+                    if cells[k] or not groups:
+                        groups.append([])
+                    groups[-1].append(cells)
+        for group in groups:
+            records.append({name: [cells[c] for cells in group if cells[c]] for c, name in enumerate(names)})
     return records
 
 

@@ -9,10 +9,15 @@ out, and the sampler's vendor tools cannot open their pipes. Here instead:
   bodies, writing responses); handlers that may block (a bcrypt check, a log-file append) run in a
   **fixed pool** of ``Limits.workers`` threads. Threads stay bounded whatever the clients do.
 * **A connection cap** derived from the descriptor budget: the soft ``RLIMIT_NOFILE`` is raised to
-  the hard limit at start (as Go's runtime does) and ``fd_reserve`` + ``backlog`` descriptors are
-  kept back for the sampler, vendor tools and log files. At the cap, a new connection evicts the
-  connection that has been idle longest (never one whose request is being answered), so a flood
-  of idle connections cannot lock out a scraper: the scraper's fresh connection wins.
+  the hard limit at start (as Go's runtime does) and ``fd_reserve`` descriptors (plus two accept
+  batches) are kept back for the sampler, vendor tools and log files. The server accepts by
+  itself, checking the cap *before* each ``accept()``, so it never runs into EMFILE (and if
+  something else does, it pauses accepting instead of spinning). At the cap, a new connection
+  evicts the connection that has been idle longest (never one whose request is being answered),
+  so a flood of idle connections cannot lock out a scraper: the scraper's fresh connection wins.
+  The listen backlog is large (the kernel's ``somaxconn``, 4096): a flood waits in the kernel's
+  accept queue, costing no descriptor of ours, instead of filling a short queue and making the
+  kernel drop the scraper's SYN (a 1 s, then 3 s retransmit).
 * **Timeouts**: a new connection must deliver a complete request head within ``header_timeout``
   (TLS handshake included); a keep-alive connection may wait ``idle_timeout`` for its next request;
   a body must arrive within ``body_timeout``; a response must drain within ``write_timeout``.
@@ -31,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import errno
 import logging
 import os
 import re
@@ -48,6 +54,9 @@ log = logging.getLogger("npuobs.http")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _WRITE_CHUNK = 256 * 1024  # a slow reader holds at most about this much of a response in our buffers
+_ACCEPT_BATCH = 16  # accepts per readiness event; evicted sockets close on the loop's next turn
+_ACCEPT_RETRY = 0.5  # seconds accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class Limits:
 
     max_connections: int = 512
     fd_reserve: int = 64  # descriptors never used for connections: sampler, vendor tools, logs
-    backlog: int = 64  # listen backlog; also the largest accept burst before the cap is enforced
+    backlog: int = socket.SOMAXCONN  # kernel accept queue: costs no descriptor until accepted
     header_timeout: float = 10.0
     idle_timeout: float = 120.0  # longer than any usual scrape interval, so Prometheus keeps its connection
     body_timeout: float = 10.0
@@ -128,7 +137,7 @@ def connection_budget(limits: Limits) -> int:
     soft, _ = raise_nofile_limit()
     if soft == resource.RLIM_INFINITY:
         return limits.max_connections
-    spare = soft - _open_descriptors() - limits.fd_reserve - limits.backlog
+    spare = soft - _open_descriptors() - limits.fd_reserve - 2 * _ACCEPT_BATCH
     return max(1, min(limits.max_connections, spare))
 
 
@@ -170,8 +179,9 @@ class BoundedHTTPServer:
         self._stopping: asyncio.Event | None = None
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pending = 0  # accepted sockets not yet registered as connections
+        self._accepting = False
         self.evicted = 0  # connections closed to make room for new ones
-        self.refused = 0  # connections closed at once because every slot was busy
 
     @property
     def open_connections(self) -> int:
@@ -204,12 +214,11 @@ class BoundedHTTPServer:
 
     async def _main(self) -> None:
         self._stopping = asyncio.Event()
-        try:
-            server = await asyncio.start_server(self._accepted, sock=self._sock, limit=self.limits.max_head_bytes)
-        finally:
-            self._started.set()
+        self._sock.setblocking(False)
+        self._resume_accepting()
+        self._started.set()
         await self._stopping.wait()
-        server.close()
+        self._pause_accepting()
         conns = list(self._conns)
         for conn in conns:
             conn.writer.transport.abort()
@@ -223,15 +232,54 @@ class BoundedHTTPServer:
         # Clients that reset, fail their handshake or vanish are not our error.
         log.debug("connection error: %s", context.get("message"), exc_info=context.get("exception"))  # type: ignore[arg-type]
 
+    # -- accepting ---------------------------------------------------------------------------------
+    def _resume_accepting(self) -> None:
+        if not self._accepting and self._loop is not None and not (self._stopping and self._stopping.is_set()):
+            self._loop.add_reader(self._sock, self._on_acceptable)
+            self._accepting = True
+
+    def _pause_accepting(self, retry_after: float | None = None) -> None:
+        if self._accepting and self._loop is not None:
+            self._loop.remove_reader(self._sock)
+            self._accepting = False
+            if retry_after is not None:
+                self._loop.call_later(retry_after, self._resume_accepting)
+
+    def _on_acceptable(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(_ACCEPT_BATCH):
+            if len(self._conns) + self._pending >= self.max_connections and not self._evict_one():
+                self._pause_accepting()  # every slot is answering a request; resumed as one ends
+                return
+            try:
+                sock, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_RESOURCES:
+                    log.warning("cannot accept connections, pausing", extra={"fields": {
+                        "server": self.name, "error": str(exc), "retry_seconds": _ACCEPT_RETRY}})
+                    self._pause_accepting(_ACCEPT_RETRY)
+                    return
+                continue  # e.g. ECONNABORTED: that client is gone
+            self._pending += 1
+            loop.create_task(self._connect(sock))
+
+    async def _connect(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        protocol = asyncio.StreamReaderProtocol(asyncio.StreamReader(self.limits.max_head_bytes, loop), self._accepted)
+        try:
+            await loop.connect_accepted_socket(lambda: protocol, sock)
+        except OSError:
+            sock.close()
+        finally:
+            self._pending -= 1
+
     # -- connections -------------------------------------------------------------------------------
     def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Called synchronously as the connection is made, before any byte is read from it."""
         peer = writer.get_extra_info("peername")
         conn = _Conn(reader, writer, f"{peer[0]}:{peer[1]}" if peer else "?")
-        if len(self._conns) >= self.max_connections and not self._evict_one():
-            self.refused += 1
-            writer.transport.abort()
-            return
         if self._ssl is not None:
             writer.transport.pause_reading()  # the ClientHello must reach the TLS layer, not our reader
         self._conns[conn] = None
@@ -277,6 +325,7 @@ class BoundedHTTPServer:
         finally:
             self._conns.pop(conn, None)
             conn.writer.transport.abort()
+            self._resume_accepting()
 
     async def _read_request(self, conn: _Conn, first: bool) -> Request | None:
         limits = self.limits

@@ -300,8 +300,9 @@ def test_long_passwords_and_unknown_users_get_401_in_constant_time(tmp_path: Pat
         assert not auth.check(_basic(user, f"guess{i}".encode()))
         return time.perf_counter() - t0
 
-    known = statistics.median(timed("alice", i) for i in range(5))
-    unknown = statistics.median(timed(f"mallory{i}", i) for i in range(5))
+    # minimum of several: what the work costs, without the noise of a busy machine
+    known = min(timed("alice", i) for i in range(7))
+    unknown = min(timed(f"mallory{i}", i) for i in range(7))
     assert unknown > 0.5 * known, (unknown, known)  # before: microseconds vs a bcrypt round
 
 

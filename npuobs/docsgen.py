@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from npuobs import schema
+from npuobs import cardinality, schema
 
 
 def metrics_markdown() -> str:
@@ -15,12 +15,20 @@ def metrics_markdown() -> str:
         "",
         "Failure modes: " + "; ".join(f"**{k}** {v}" for k, v in schema.FAILURE_MODES.items()) + ".",
         "",
-        "| metric | type | unit | labels | serves | help |",
-        "|---|---|---|---|---|---|",
+        "Profile: the smallest cardinality profile that emits the metric (`npuobs exporter --profile`);",
+        "below `debug` its series are summed (max for the gauges marked so) over the labels in the last column.",
+        "",
+        "| metric | type | unit | labels | serves | profile | aggregated away below debug | help |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in schema.METRICS:
         labels = ", ".join(f"`{label}`" for label in m.labels)
-        lines.append(f"| `{m.name}` | {m.type.value} | {m.unit or '-'} | {labels} | {', '.join(m.serves)} | {m.help} |")
+        detail = ", ".join(f"`{label}`" for label in m.detail_labels) or "-"
+        if m.detail_labels and m.type is schema.MetricType.GAUGE:
+            detail += f" ({m.rollup})"
+        lines.append(f"| `{m.name}` | {m.type.value} | {m.unit or '-'} | {labels} | {', '.join(m.serves)} | "
+                     f"{m.profile.value} | {detail} | {m.help} |")
+    lines += _profiles_section()
     lines += [
         "",
         "## Label values (closed sets, bounded cardinality)",
@@ -40,3 +48,33 @@ def metrics_markdown() -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _profiles_section() -> list[str]:
+    """Series per node and per device for each profile, worst case, at the documented shape."""
+    shape = cardinality.Shape()
+    lines = [
+        "",
+        "## Cardinality profiles",
+        "",
+        "- **minimal**: what the generated SLO rules and device alerts read, nothing else.",
+        "- **standard** (default): + what the executive and on-call dashboards read; workload histograms and",
+        "  request counters per node, model and tenant (not per device), resets without `reason`.",
+        "- **debug**: every label: per-device and per-tenant workload series, per-op timings, clocks, power limit.",
+        "",
+        f"Worst case at {shape.devices} devices x {shape.tenants} tenants ({shape.models} model, {shape.ops} op "
+        f"kinds, {shape.collectors} collectors, {shape.containers_per_device} container per device): every "
+        "closed label takes all of its values, so a scrape is at most this. Budget for `standard`: "
+        f"<= {schema.STANDARD_SERIES_PER_DEVICE_MAX} series per device, every series of the node counted.",
+        "",
+        "| metric | " + " | ".join(schema.PROFILES) + " |",
+        "|---|" + "---|" * len(schema.PROFILES),
+    ]
+    for m in filter(cardinality.is_per_node, schema.METRICS):
+        lines.append(f"| `{m.name}` | " + " | ".join(str(cardinality.series(m, p, shape)) for p in schema.PROFILES)
+                     + " |")
+    lines.append("| **series per node** | " + " | ".join(
+        f"**{cardinality.node_series(p, shape)}**" for p in schema.PROFILES) + " |")
+    lines.append("| **series per device** | " + " | ".join(
+        f"**{cardinality.per_device(p, shape):g}**" for p in schema.PROFILES) + " |")
+    return lines

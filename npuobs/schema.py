@@ -10,12 +10,37 @@ counters, versions on one ``*_info`` metric instead of as labels on every series
 churns one series per device, not all of them). Label sets are bounded: ``device`` is a per-node
 index, ``tenant`` and ``model`` come from configuration, ``reason``/``kind``/``outcome`` from the
 closed enumerations below.
+
+Cardinality profiles (``npuobs exporter --profile minimal|standard|debug``): every metric says the
+smallest profile that emits it and which of its labels only ``debug`` keeps (``detail_labels``);
+``minimal`` and ``standard`` sum (or, for a gauge whose ``rollup`` is ``max``, take the maximum)
+over those labels in the exporter. ``standard`` stays within :data:`STANDARD_SERIES_PER_DEVICE_MAX`
+series per device with every series of a node counted: the latency histogram and the request
+counters are kept per node, model and tenant (the SLOs exclude the canary tenant and the
+noisy-neighbour spread compares tenants), not per device and tenant.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+
+
+class Profile(str, Enum):
+    """Cardinality profiles, smallest first; each emits everything the smaller ones do."""
+
+    MINIMAL = "minimal"  # what the generated SLO rules and device alerts read, nothing else
+    STANDARD = "standard"  # + what the executive and on-call dashboards read (the default)
+    DEBUG = "debug"  # + per-device/per-tenant/per-op detail and clocks, for one node's drill-down
+
+    @property
+    def rank(self) -> int:
+        return list(Profile).index(self)
+
+
+PROFILES: tuple[str, ...] = tuple(p.value for p in Profile)
+DEFAULT_PROFILE = Profile.STANDARD
+STANDARD_SERIES_PER_DEVICE_MAX = 40  # issue 18's budget: all series of a node / its devices
 
 
 class MetricType(str, Enum):
@@ -81,6 +106,25 @@ class MetricSpec:
     labels: tuple[str, ...]
     serves: tuple[str, ...]  # failure-mode ids (F1..F8, RESET), SLI names, or "self"
     grafana_unit: str = "none"  # Grafana's unit id for panels showing this metric
+    profile: Profile = Profile.MINIMAL  # the smallest profile that emits this metric
+    detail_labels: tuple[str, ...] = ()  # labels only the debug profile keeps (aggregated away below it)
+    rollup: str = "sum"  # how a gauge is aggregated over detail_labels: "sum" or "max"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.detail_labels) - set(self.labels)
+        if unknown:
+            raise ValueError(f"{self.name}: detail_labels {sorted(unknown)} are not among its labels")
+        if self.rollup not in ("sum", "max"):
+            raise ValueError(f"{self.name}: rollup must be sum or max, got {self.rollup!r}")
+
+    def emitted_in(self, profile: Profile | str) -> bool:
+        return Profile(profile).rank >= self.profile.rank
+
+    def labels_in(self, profile: Profile | str) -> tuple[str, ...]:
+        """The labels this metric's series carry under ``profile`` (schema order)."""
+        if Profile(profile) is Profile.DEBUG:
+            return self.labels
+        return tuple(label for label in self.labels if label not in self.detail_labels)
 
     @property
     def sample_names(self) -> tuple[str, ...]:
@@ -91,85 +135,96 @@ class MetricSpec:
 
 
 def _d(name: str, type_: MetricType, unit: str, help_: str, serves: tuple[str, ...],
-       extra: tuple[str, ...] = (), grafana_unit: str = "none") -> MetricSpec:
-    return MetricSpec(name, type_, unit, help_, DEVICE_LABELS + extra, serves, grafana_unit)
+       extra: tuple[str, ...] = (), grafana_unit: str = "none", profile: Profile = Profile.MINIMAL,
+       detail: tuple[str, ...] = ()) -> MetricSpec:
+    return MetricSpec(name, type_, unit, help_, DEVICE_LABELS + extra, serves, grafana_unit, profile, detail)
 
 
 def _w(name: str, type_: MetricType, unit: str, help_: str, serves: tuple[str, ...],
-       extra: tuple[str, ...] = (), grafana_unit: str = "none") -> MetricSpec:
-    return MetricSpec(name, type_, unit, help_, WORKLOAD_LABELS + extra, serves, grafana_unit)
+       extra: tuple[str, ...] = (), grafana_unit: str = "none", profile: Profile = Profile.MINIMAL,
+       detail: tuple[str, ...] = (), rollup: str = "sum") -> MetricSpec:
+    return MetricSpec(name, type_, unit, help_, WORKLOAD_LABELS + extra, serves, grafana_unit, profile, detail,
+                      rollup)
 
 
 G, C, H = MetricType.GAUGE, MetricType.COUNTER, MetricType.HISTOGRAM
+MIN, STD, DBG = Profile.MINIMAL, Profile.STANDARD, Profile.DEBUG
 
 METRICS: tuple[MetricSpec, ...] = (
     # --- device: presence and identity
     _d("npu_device_up", G, "", "1 when the device answers its backend, 0 when it is known but absent or offline.",
        ("F1",)),
     _d("npu_device_healthy", G, "", "1 when the backend reports the device healthy (no fatal error state).",
-       ("F1", "F8")),
+       ("F1", "F8"), profile=STD),
     MetricSpec("npu_device_info", MetricType.INFO, "",
                "Device identity and driver/firmware/runtime versions; the value is always 1.",
                INFO_LABELS, ("F6",)),
     MetricSpec("npu_device_pod_info", MetricType.INFO, "",
                "Pod container the kubelet allocated the device to (PodResources API); one series per container "
                "sharing the device; the value is always 1.",
-               DEVICE_LABELS + ("namespace", "pod", "container"), ("F7",)),
+               DEVICE_LABELS + ("namespace", "pod", "container"), ("F7",), profile=STD),
     # --- device: thermals and power
     _d("npu_temperature_celsius", G, "celsius", "Device (die) temperature.", ("F2",), grafana_unit="celsius"),
     _d("npu_temperature_throttle_threshold_celsius", G, "celsius",
        "Temperature at which the device starts to throttle its clocks.", ("F2",), grafana_unit="celsius"),
-    _d("npu_power_watts", G, "watts", "Current board power draw.", ("F2",), grafana_unit="watt"),
-    _d("npu_power_limit_watts", G, "watts", "Enforced board power limit.", ("F2",), grafana_unit="watt"),
+    _d("npu_power_watts", G, "watts", "Current board power draw.", ("F2",), grafana_unit="watt", profile=STD),
+    _d("npu_power_limit_watts", G, "watts", "Enforced board power limit.", ("F2",), grafana_unit="watt",
+       profile=DBG),
     _d("npu_energy_joules_total", C, "joules", "Energy consumed by the device since the driver loaded.",
-       ("availability",), grafana_unit="joule"),
+       ("availability",), grafana_unit="joule", profile=STD),
     # --- device: load, memory, clocks
     _d("npu_utilization_ratio", G, "ratio", "Fraction of time the compute units were busy (0-1).",
-       ("F2", "F7"), grafana_unit="percentunit"),
-    _d("npu_memory_used_bytes", G, "bytes", "Device memory in use.", ("F4",), grafana_unit="bytes"),
-    _d("npu_memory_total_bytes", G, "bytes", "Device memory capacity.", ("F4",), grafana_unit="bytes"),
-    _d("npu_clock_hertz", G, "hertz", "Current compute clock.", ("F2",), grafana_unit="hertz"),
-    _d("npu_clock_max_hertz", G, "hertz", "Maximum (unthrottled) compute clock.", ("F2",), grafana_unit="hertz"),
+       ("F2", "F7"), grafana_unit="percentunit", profile=STD),
+    _d("npu_memory_used_bytes", G, "bytes", "Device memory in use.", ("F4",), grafana_unit="bytes", profile=STD),
+    _d("npu_memory_total_bytes", G, "bytes", "Device memory capacity.", ("F4",), grafana_unit="bytes",
+       profile=STD),
+    _d("npu_clock_hertz", G, "hertz", "Current compute clock.", ("F2",), grafana_unit="hertz", profile=DBG),
+    _d("npu_clock_max_hertz", G, "hertz", "Maximum (unthrottled) compute clock.", ("F2",), grafana_unit="hertz",
+       profile=DBG),
     _d("npu_throttled", G, "", "1 while the device runs below its maximum clock for any throttle reason.",
-       ("F2",)),
+       ("F2",), profile=STD),
     _d("npu_throttle_reason_active", G, "", "1 while the given throttle reason is active.", ("F2",),
        extra=("reason",)),
     # --- device: op placement (CPU fallback), events
     _d("npu_ops_total", C, "", "Graph ops executed, by where they ran: on the device or on the host (CPU fallback).",
        ("F5",), extra=("placement",)),
     _d("npu_op_seconds_total", C, "seconds", "Time spent executing each op kind, by placement.", ("F5",),
-       extra=("op", "placement"), grafana_unit="s"),
+       extra=("op", "placement"), grafana_unit="s", profile=DBG),
     _d("npu_resets_total", C, "", "Device resets, by reason. Persisted by the driver across exporter restarts.",
-       ("RESET",), extra=("reason",)),
+       ("RESET",), extra=("reason",), detail=("reason",)),
     _d("npu_errors_total", C, "", "Device errors, by kind (ECC, runtime, timeout, PCIe).", ("F1", "F8"),
        extra=("kind",)),
     _d("npu_oom_events_total", C, "", "Device memory allocation failures (out of memory).", ("F4",)),
     # --- runtime (inference server) metrics
     _w("npu_inference_latency_seconds", H, "seconds",
-       "End-to-end inference latency, queue wait included.", ("latency", "F2", "F5", "F7"), grafana_unit="s"),
+       "End-to-end inference latency, queue wait included.", ("latency", "F2", "F5", "F7"), grafana_unit="s",
+       detail=("device",)),
     _w("npu_inference_requests_total", C, "", "Inference requests, by outcome.", ("availability", "F1", "F4"),
-       extra=("outcome",)),
-    _w("npu_inference_queue_length", G, "", "Requests waiting in the runtime queue.", ("latency", "F7")),
+       extra=("outcome",), detail=("device",)),
+    _w("npu_inference_queue_length", G, "", "Requests waiting in the runtime queue.", ("latency", "F7"),
+       profile=STD, detail=("tenant",)),
     _w("npu_model_load_seconds", G, "seconds", "Duration of the most recent model load onto the device.",
-       ("latency",), grafana_unit="s"),
+       ("latency",), grafana_unit="s", profile=STD, detail=("device", "tenant"), rollup="max"),
     _w("npu_model_cold_starts_total", C, "", "Requests that had to wait for a model load (cold starts).",
-       ("latency",)),
+       ("latency",), profile=STD, detail=("device", "tenant")),
     _w("npu_accuracy_delta_ratio", G, "ratio",
        "FP32-reference accuracy minus on-device accuracy on the canary set (quantization error, 0-1).",
-       ("F3", "accuracy"), grafana_unit="percentunit"),
-    _w("npu_golden_checks_total", C, "", "Golden-output canary inferences run.", ("accuracy", "F3", "F8")),
+       ("F3", "accuracy"), grafana_unit="percentunit", detail=("tenant",), rollup="max"),
+    _w("npu_golden_checks_total", C, "", "Golden-output canary inferences run.", ("accuracy", "F3", "F8"),
+       detail=("device", "tenant")),
     _w("npu_golden_mismatches_total", C, "",
        "Canary inferences whose output differed from the golden output (incorrect outputs).",
-       ("accuracy", "F3", "F8")),
+       ("accuracy", "F3", "F8"), detail=("tenant",)),
     # --- exporter self-health (node_exporter style)
     MetricSpec("npuobs_collector_success", G, "", "1 when the collector's last sample succeeded.",
                COLLECTOR_LABELS, ("self",)),
     MetricSpec("npuobs_collector_duration_seconds", G, "seconds", "Duration of the collector's last sample.",
-               COLLECTOR_LABELS, ("self",), "s"),
+               COLLECTOR_LABELS, ("self",), "s", STD),
     MetricSpec("npuobs_collector_last_success_timestamp_seconds", G, "seconds",
-               "Unix time of the collector's last successful sample.", COLLECTOR_LABELS, ("self",), "dateTimeAsIso"),
+               "Unix time of the collector's last successful sample.", COLLECTOR_LABELS, ("self",), "dateTimeAsIso",
+               STD),
     MetricSpec("npuobs_collector_errors_total", C, "", "Failed samples of the collector.", COLLECTOR_LABELS,
-               ("self",)),
+               ("self",), profile=STD),
     MetricSpec("npuobs_exporter_build_info", MetricType.INFO, "", "Exporter version; the value is always 1.",
                ("node", "version"), ("self",)),
     # --- remediation controller (npuobs remediate)

@@ -43,7 +43,8 @@ from npuobs.dashboards.promql import (
     substitute,
     variable_defaults,
 )
-from npuobs.dashboards.queries import PROMETHEUS_SERIES, labels_of
+from npuobs.dashboards.queries import DEBUG_NOTE, PROMETHEUS_SERIES, labels_of
+from npuobs.schema import Profile
 from npuobs.dashboards.snapshot import PrometheusAPI, Settings, format_value, legend, snapshot
 from npuobs.dashboards.validate import schema_problems, structural_problems
 from npuobs.thresholds import Thresholds
@@ -188,12 +189,21 @@ _SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)\{([^}]*)\}")
 
 
 def test_filters_only_on_labels_the_series_carry(boards: dict[str, dict[str, Any]]) -> None:
-    for b in boards.values():
-        for q in panel_queries(b):
-            for name, matchers in _SELECTOR.findall(q.expr):
-                allowed = set(labels_of(name)) | ({"cluster"} if schema.resolve_sample_name(name) else set())
-                for label in re.findall(r'(\w+)=~"\$\w+"', matchers):
-                    assert label in allowed, f"{q.where}: {name} has no label {label}"
+    """Executive and on-call filter by the labels the standard profile emits; debug by debug's labels,
+    and a debug panel that filters by a label standard lacks says it needs the debug profile."""
+    for key, b in boards.items():
+        profile = Profile.DEBUG if key == "debug" else Profile.STANDARD
+        for panel in panels(b):
+            for q in panel_queries({"uid": b["uid"], "panels": [panel]}):
+                for name, matchers in _SELECTOR.findall(q.expr):
+                    cluster = {"cluster"} if schema.resolve_sample_name(name) else set()
+                    allowed = set(labels_of(name, profile)) | cluster
+                    on_standard = set(labels_of(name, Profile.STANDARD)) | cluster
+                    for label in re.findall(r'(\w+)=~"\$\w+"', matchers):
+                        assert label in allowed, f"{q.where}: {name} has no label {label}"
+                        if label not in on_standard:
+                            assert DEBUG_NOTE in panel.get("description", ""), \
+                                f"{q.where}: filters {name} by {label} (debug only) without saying so"
 
 
 def test_units_come_from_the_schema(boards: dict[str, dict[str, Any]]) -> None:

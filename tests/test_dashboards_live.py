@@ -11,10 +11,16 @@ shared one, for two reasons that are about timing and features, not about the qu
 * exemplars need ``--enable-feature=exemplar-storage``, which the shared server does not enable.
 
 The shared server is still used to show every query parses with the production rule files as-is.
+
+The executive and on-call dashboards are checked against the exporters' default profile
+(standard), the debug dashboard against a second set of exporters over the same simulated fleet
+running ``--profile debug`` (its per-device drill-down needs that profile's series) and scraped
+by a Prometheus of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -32,6 +38,7 @@ from npuobs.dashboards.panels import DASHBOARDS
 from npuobs.dashboards.promql import PanelQuery, builtins, panel_queries, substitute, variable_defaults
 from npuobs.dashboards.queries import RECORD_LABELS
 from npuobs.dashboards.snapshot import PrometheusAPI, Settings, snapshot
+from npuobs.exporter import Exporter, ExporterConfig
 from npuobs.stack import PrometheusServer, scrape_config
 from npuobs.stack.proc import StackError
 
@@ -56,17 +63,36 @@ def _rules_at_test_speed(out: Path) -> list[Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def dashboard_prometheus(fleet_stack: Any, prometheus_bin: str,
-                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    workdir = tmp_path_factory.mktemp("dashboards-prometheus")
-    targets = list(fleet_stack.runner.targets.values())
+@contextlib.contextmanager
+def _prometheus(targets: list[str], workdir: Path, prometheus_bin: str) -> Iterator[PrometheusServer]:
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
               "scrape_configs": [scrape_config(cv.DEFAULT_EXPORTER_JOB, targets, "1s")]}
     with PrometheusServer.start(config, workdir, rule_files=_rules_at_test_speed(workdir / "rules"),
                                 extra_args=["--enable-feature=exemplar-storage"], binary=prometheus_bin) as prom:
         prom.wait_for(f'up{{job="{cv.DEFAULT_EXPORTER_JOB}"}} == 1', lambda r: len(r) == len(targets), timeout=30)
         yield prom
+
+
+@pytest.fixture(scope="module")
+def dashboard_prometheus(fleet_stack: Any, prometheus_bin: str,
+                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """Scrapes the shared fleet's exporters (standard profile): for the executive and on-call boards."""
+    with _prometheus(list(fleet_stack.runner.targets.values()), tmp_path_factory.mktemp("dashboards-prometheus"),
+                     prometheus_bin) as prom:
+        yield prom
+
+
+@pytest.fixture(scope="module")
+def debug_prometheus(fleet_stack: Any, prometheus_bin: str,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """Debug-profile exporters over the same fleet state, and a Prometheus of their own: for the debug board."""
+    runner = fleet_stack.runner
+    with contextlib.ExitStack() as stack:
+        exporters = [stack.enter_context(Exporter(ExporterConfig(
+            backend="sim", node=node, state_dir=runner.state_dir, listen="127.0.0.1:0", interval=runner.interval,
+            profile="debug")).start()) for node in runner.nodes]
+        targets = [e.url.removeprefix("http://") for e in exporters]
+        yield stack.enter_context(_prometheus(targets, tmp_path_factory.mktemp("debug-prometheus"), prometheus_bin))
 
 
 @pytest.fixture(scope="module")
@@ -110,21 +136,27 @@ def _until_all_return_data(prom: PrometheusServer, queries: dict[PanelQuery, str
         time.sleep(1)
 
 
-def test_every_panel_query_returns_data(dashboard_prometheus: PrometheusServer, device_down: None,
-                                        boards: list[dict[str, Any]]) -> None:
-    queries = _queries(boards, {})
-    assert len(queries) >= 60
+def test_every_panel_query_returns_data(dashboard_prometheus: PrometheusServer, debug_prometheus: PrometheusServer,
+                                        device_down: None, boards: list[dict[str, Any]]) -> None:
+    executive, oncall, debug = boards
+    queries = _queries([executive, oncall], {})
+    assert len(queries) + len(_queries([debug], {})) >= 60
     assert _until_all_return_data(dashboard_prometheus, queries) == []
+    assert _until_all_return_data(debug_prometheus, _queries([debug], {})) == []
 
 
-def test_panel_queries_with_one_device_selected(dashboard_prometheus: PrometheusServer, device_down: None,
+def test_panel_queries_with_one_device_selected(dashboard_prometheus: PrometheusServer,
+                                                debug_prometheus: PrometheusServer, device_down: None,
                                                 boards: list[dict[str, Any]]) -> None:
     """Picking a node, device, vendor and model narrows the panels without emptying any of them."""
-    queries = _queries(boards, ONE_DEVICE)
+    executive, oncall, debug = boards
+    queries = _queries([executive, oncall], ONE_DEVICE)
     assert any('node=~"node-a"' in expr for expr in queries.values())
     assert _until_all_return_data(dashboard_prometheus, queries) == []
+    queries = _queries([debug], ONE_DEVICE)
+    assert _until_all_return_data(debug_prometheus, queries) == []
     p99 = next(e for q, e in queries.items() if q.panel_title == "p99 latency per tenant")
-    assert {(s["metric"]["node"], s["metric"]["device"]) for s in dashboard_prometheus.query(p99)} == {("node-a", "0")}
+    assert {(s["metric"]["node"], s["metric"]["device"]) for s in debug_prometheus.query(p99)} == {("node-a", "0")}
 
 
 def test_every_query_parses_on_the_shared_fleet_prometheus(fleet_stack: Any, boards: list[dict[str, Any]]) -> None:
@@ -135,16 +167,16 @@ def test_every_query_parses_on_the_shared_fleet_prometheus(fleet_stack: Any, boa
             pytest.fail(f"{q.where}: {exc}")
 
 
-def test_recording_rules_carry_the_labels_the_filters_assume(dashboard_prometheus: PrometheusServer) -> None:
+def test_recording_rules_carry_the_labels_the_filters_assume(debug_prometheus: PrometheusServer) -> None:
     expected = {**RECORD_LABELS, cv.SLO_ERROR_BUDGET_REMAINING: cv.SLO_LABELS,
                 cv.slo_error_ratio("5m"): cv.SLO_LABELS}
     for name, labels in expected.items():
-        result = dashboard_prometheus.wait_for(name, timeout=DATA_DEADLINE)
+        result = debug_prometheus.wait_for(name, timeout=DATA_DEADLINE)
         for series in result:
             assert set(labels) <= set(series["metric"]), (name, series["metric"])
 
 
-def test_latency_exemplars_carry_trace_ids(dashboard_prometheus: PrometheusServer,
+def test_latency_exemplars_carry_trace_ids(debug_prometheus: PrometheusServer,
                                            boards: list[dict[str, Any]]) -> None:
     exemplar_queries = [(q, e) for q, e in _queries(boards, {}).items() if q.exemplar]
     assert [q.panel_title for q, _ in exemplar_queries] == ["Latency p50 / p99 with exemplars"]
@@ -153,7 +185,7 @@ def test_latency_exemplars_carry_trace_ids(dashboard_prometheus: PrometheusServe
     while True:
         now = time.time()
         params = urllib.parse.urlencode({"query": expr, "start": f"{now - 120:.3f}", "end": f"{now:.3f}"})
-        with urllib.request.urlopen(f"{dashboard_prometheus.url}/api/v1/query_exemplars?{params}",  # noqa: S310
+        with urllib.request.urlopen(f"{debug_prometheus.url}/api/v1/query_exemplars?{params}",  # noqa: S310
                                     timeout=10) as resp:
             data = json.load(resp)["data"]
         trace_ids = {e["labels"].get("trace_id") for series in data for e in series["exemplars"]}

@@ -36,7 +36,8 @@ def _device_series(exporter: Exporter) -> dict[str, set[frozenset[str]]]:
 
 
 def _serve(backend: object, node: str = "n1") -> Exporter:
-    return Exporter(ExporterConfig(backend="external", node=node, listen="127.0.0.1:0", interval=60),
+    return Exporter(ExporterConfig(backend="external", node=node, listen="127.0.0.1:0", interval=60,
+                                   profile="debug"),
                     backend=backend).start()
 
 
@@ -45,7 +46,7 @@ def sim_series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[frozen
     state = tmp_path_factory.mktemp("sim")
     Fleet(FleetConfig.single_node(2, node="n1"), state).run(5)
     with Exporter(ExporterConfig(backend="sim", node="n1", state_dir=state, listen="127.0.0.1:0",
-                                 interval=60)).start() as exporter:
+                                 interval=60, profile="debug")).start() as exporter:
         return _device_series(exporter)
 
 

@@ -28,6 +28,7 @@ from npuobs.exporter.config import (
     load,
     override,
 )
+from npuobs.schema import DEFAULT_PROFILE, PROFILES
 
 DESCRIPTION = ("Serve device and runtime metrics on /metrics (Prometheus text or OpenMetrics), "
                "with /healthz, /ready and a landing page at /. See docs/exporter.md.")
@@ -55,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--otlp-protocol", choices=OTLP_PROTOCOLS, help="OTLP transport (default grpc)")
     p.add_argument("--otlp-interval", type=float, help="seconds between OTLP pushes (default 30)")
     p.add_argument("--log-format", choices=LOG_FORMATS, help="json lines (default) or text")
+    p.add_argument("--profile", choices=PROFILES,
+                   help=f"cardinality profile (default {DEFAULT_PROFILE.value}; config key: profile); "
+                        "series per profile in docs/metrics.md")
     p.set_defaults(func=run)
 
 
@@ -64,7 +68,7 @@ def build_config(args: argparse.Namespace) -> ExporterConfig:
         base = load(args.config) if args.config else ExporterConfig()
         return override(base, backend=args.backend, listen=args.listen, node=args.node, state_dir=args.state_dir,
                         interval=args.interval, sample_timeout=args.sample_timeout, web_config=args.web_config,
-                        log_format=args.log_format, podresources_socket=args.podresources_socket,
+                        log_format=args.log_format, profile=args.profile, podresources_socket=args.podresources_socket,
                         otlp_endpoint=args.otlp_endpoint, otlp_protocol=args.otlp_protocol,
                         otlp_interval=args.otlp_interval)
     except ConfigError as exc:

@@ -5,16 +5,21 @@ cold starts, temperature against the throttle threshold, power against the limit
 driver/firmware/runtime versions, per-tenant latency (noisy neighbours) and latency exemplars
 linked to their traces. Pick a node and device in the variables bar, or arrive from an on-call
 panel's data link with both already set.
+
+Queries filter by the labels the ``debug`` exporter profile emits; a panel that reads a series
+``standard`` exports without its per-device detail (or not at all) says so in its description.
 """
 
 from __future__ import annotations
 
+import attr
 from grafanalib import core as g
 
 from npuobs.alerting import conventions as cv
 from npuobs.dashboards import panels as p
 from npuobs.dashboards.panels import Q
-from npuobs.dashboards.queries import Filters, quantile, sum_increase, sum_rate
+from npuobs.dashboards.queries import DEBUG_NOTE, Filters, needs_debug, quantile, sum_increase, sum_rate
+from npuobs.schema import Profile
 
 VARIABLES = ("cluster", "node", "vendor", "device", "model")
 DEV = "{{node}}/{{device}}"
@@ -30,7 +35,7 @@ def trace_link_override(options: p.Options) -> dict[str, object]:
 
 
 def build(options: p.Options) -> g.Dashboard:
-    f = Filters(VARIABLES)
+    f = Filters(VARIABLES, Profile.DEBUG)
     t = options.thresholds
     board = p.Board()
     latency = "npu_inference_latency_seconds"
@@ -137,8 +142,17 @@ def build(options: p.Options) -> g.Dashboard:
         links=[p.runbook_link(options, "NpuVersionMismatch"), p.runbook_link(options, "NpuVersionNotAllowed")]),
         w=24, h=8)
 
+    board.panels = [_mark_debug(panel) for panel in board.panels]
     variables = [p.datasource_variable(options), *p.device_variables(VARIABLES)]
     return p.dashboard(p.DEBUG, board, variables,
                        "Per node and device drill-down: operators, CPU fallback, model loads, tenants, sensors, "
                        "versions and trace exemplars.",
                        [p.dashboard_link(p.ONCALL), p.dashboard_link(p.EXECUTIVE)], ["debug"])
+
+
+def _mark_debug(panel: g.Panel) -> g.Panel:
+    """Say on the panel when it needs the debug profile's series (see the module docstring)."""
+    exprs = [getattr(t, "expr", "") for t in getattr(panel, "targets", None) or ()]
+    if not any(needs_debug(e) for e in exprs):
+        return panel
+    return attr.evolve(panel, description=f"{panel.description} {DEBUG_NOTE}".strip())

@@ -12,11 +12,13 @@ label, so the dashboards work unchanged whether or not the Prometheus setup adds
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from npuobs import schema
 from npuobs.alerting import conventions as cv
+from npuobs.schema import Profile
 
 RATE = "$__rate_interval"
 """Grafana's rate window: at least four scrape intervals, so ``rate()`` always has samples."""
@@ -43,14 +45,40 @@ HARDWARE_MODEL_LABEL = frozenset({"npu_device_info", cv.DISTINCT_VERSIONS})
 PROMETHEUS_SERIES = frozenset({"ALERTS", "up"})
 
 
-def labels_of(name: str) -> tuple[str, ...]:
-    """Labels of a schema metric (any histogram sample name), a recording rule or a Prometheus series.
+# Recording rules over series whose per-device detail only the debug profile exports: on standard
+# they exist per node, without ``device``.
+DEBUG_DETAIL_RECORDS = frozenset({cv.LATENCY_P99, cv.TENANT_P99_SPREAD})
+
+DEBUG_NOTE = ("Per-device detail needs the debug profile (`npuobs exporter --profile debug`); on standard "
+              "this panel shows the per-node aggregate or stays empty (docs/metrics.md).")
+
+
+def needs_debug(expr: str) -> bool:
+    """True when ``expr`` reads a series the standard profile omits or exports without some of its
+    debug labels (per-device workload series, per-op timings, clocks)."""
+    for name in set(_IDENT.findall(expr)):
+        if name in DEBUG_DETAIL_RECORDS:
+            return True
+        spec = schema.resolve_sample_name(name)
+        if spec is not None and (not spec.emitted_in(Profile.STANDARD) or spec.detail_labels):
+            return True
+    return False
+
+
+_IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def labels_of(name: str, profile: Profile = Profile.STANDARD) -> tuple[str, ...]:
+    """Labels of a schema metric (any histogram sample name), a recording rule or a Prometheus series,
+    as the exporter's ``profile`` emits them.
 
     Raises KeyError for anything else: a dashboard naming an unknown metric fails at generation.
     """
     spec = schema.resolve_sample_name(name)
     if spec is not None:
-        return spec.labels
+        return spec.labels_in(profile)
+    if name in DEBUG_DETAIL_RECORDS and profile is not Profile.DEBUG:
+        return tuple(label for label in RECORD_LABELS[name] if label != "device")
     if name in RECORD_LABELS:
         return RECORD_LABELS[name]
     if name.startswith(SLO_RECORD_PREFIX):
@@ -75,9 +103,10 @@ class Filters:
     """
 
     variables: tuple[str, ...]
+    profile: Profile = Profile.STANDARD  # the exporter profile the dashboard must work on
 
     def matchers(self, name: str) -> list[str]:
-        labels = set(labels_of(name))
+        labels = set(labels_of(name, self.profile))
         if name in HARDWARE_MODEL_LABEL:
             labels.discard("model")
         if is_raw(name):
@@ -89,10 +118,15 @@ class Filters:
         parts = self.matchers(name) + ([extra] if extra else [])
         return f"{name}{{{','.join(parts)}}}" if parts else name
 
-    def needs_vendor_scope(self, name: str) -> bool:
-        """Workload series have no ``vendor`` label: scope them through the device they ran on."""
-        labels = labels_of(name)
-        return "vendor" in self.variables and "vendor" not in labels and {"node", "device"} <= set(labels)
+    def vendor_scope(self, name: str) -> str | None:
+        """Workload series have no ``vendor`` label: scope them through the device they ran on, or
+        through the node when the profile exports them per node. None when no scope applies."""
+        labels = set(labels_of(name, self.profile))
+        if "vendor" not in self.variables or "vendor" in labels or "node" not in labels:
+            return None
+        if "device" in labels:
+            return f"on (node, device) {self.sel('npu_device_up')}"
+        return f"on (node) group by (node) ({self.sel('npu_device_up')})"
 
     def vec(self, name: str, extra: str = "", fn: str | None = None, window: str = RATE) -> str:
         """A filtered selector, optionally wrapped in a range function (``rate``, ``increase`` ...).
@@ -103,8 +137,9 @@ class Filters:
         expr = self.sel(name, extra)
         if fn:
             expr = f"{fn}({expr}[{window}])"
-        if self.needs_vendor_scope(name):
-            expr = f"({expr} and on (node, device) {self.sel('npu_device_up')})"
+        scope = self.vendor_scope(name)
+        if scope:
+            expr = f"({expr} and {scope})"
         return expr
 
     def model_scope(self, expr: str) -> str:
@@ -115,7 +150,8 @@ class Filters:
         """
         if "model" not in self.variables:
             return expr
-        served = f"group by (node, device) ({self.sel('npu_inference_requests_total')})"
+        # the queue gauge keeps (node, device, model) on every profile that has it; requests are per node
+        served = f"group by (node, device) ({self.sel('npu_inference_queue_length')})"
         return f"({expr} and on (node, device) {served})"
 
 

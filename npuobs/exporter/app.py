@@ -31,6 +31,7 @@ from prometheus_client.core import Metric
 from npuobs import __version__
 from npuobs.devices import registry
 from npuobs.devices.base import DeviceBackend, Snapshot
+from npuobs.exporter import profiles
 from npuobs.exporter.collectors import device, pods, selfmetrics, workload
 from npuobs.exporter.collectors.selfmetrics import CollectorStatus
 from npuobs.exporter.config import ConfigError, ExporterConfig
@@ -174,7 +175,7 @@ class Exporter:
             families += workload.collect(node, snap)
             families += self._pod_families(snap)
         families += selfmetrics.collect(node, self._statuses, __version__)
-        return families
+        return profiles.apply(families, self.config.profile)
 
     def _pod_families(self, snap: Snapshot) -> list[Metric]:
         if self._pods is None:

@@ -11,6 +11,7 @@ Example (see ``exporters/config.example.yaml``)::
     listen: 127.0.0.1:9400
     interval: 5
     sample_timeout: 4
+    profile: standard          # cardinality profile: minimal | standard | debug (docs/metrics.md)
     backend_options: {state_dir: /var/lib/npuobs/sim}
     podresources: {socket: /var/lib/kubelet/pod-resources/kubelet.sock, timeout: 2}
     otlp: {endpoint: http://otel-collector:4317, protocol: grpc, interval: 30}
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from npuobs.schema import DEFAULT_PROFILE, PROFILES
 
 DEFAULT_LISTEN = "127.0.0.1:9400"
 DEFAULT_INTERVAL = 5.0
@@ -93,6 +96,7 @@ class ExporterConfig:
     sample_timeout: float | None = None  # None = 80 % of the interval
     web_config: Path | None = None
     log_format: str = "json"
+    profile: str = DEFAULT_PROFILE.value  # cardinality profile (npuobs.schema.Profile)
     podresources: PodResourcesConfig = field(default_factory=PodResourcesConfig)
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
 
@@ -128,6 +132,8 @@ class ExporterConfig:
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"{where}: log_format must be one of {', '.join(LOG_FORMATS)}, "
                               f"got {self.log_format!r}")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"{where}: profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
         if self.otlp.protocol not in OTLP_PROTOCOLS:
             raise ConfigError(f"{where}: otlp.protocol must be one of {', '.join(OTLP_PROTOCOLS)}, "
                               f"got {self.otlp.protocol!r}")
@@ -182,7 +188,7 @@ def _resource_names(v: Any, where: str) -> dict[str, tuple[str, ...]]:
 _TOP = {
     "backend": (str,), "listen": (str,), "node": (str,), "state_dir": (str,), "backend_options": (dict,),
     "interval": _NUMBER, "sample_timeout": _NUMBER, "web_config": (str,), "log_format": (str,),
-    "podresources": (dict,), "otlp": (dict,),
+    "profile": (str,), "podresources": (dict,), "otlp": (dict,),
 }
 _PODRESOURCES = {"socket": (str,), "timeout": _NUMBER, "resource_names": (dict,),
                  "enabled": (bool,)}
@@ -211,7 +217,7 @@ def from_dict(doc: Any, where: str = "config") -> ExporterConfig:
         doc = {}
     top = _check_section(doc, _TOP, where, "")
     kwargs: dict[str, Any] = {}
-    for key in ("backend", "listen", "node", "log_format"):
+    for key in ("backend", "listen", "node", "log_format", "profile"):
         if key in top:
             kwargs[key] = top[key]
     for key in ("state_dir", "web_config"):

@@ -44,9 +44,9 @@ from npuobs.dashboards.promql import (
     variable_defaults,
 )
 from npuobs.dashboards.queries import DEBUG_NOTE, PROMETHEUS_SERIES, labels_of
-from npuobs.schema import Profile
 from npuobs.dashboards.snapshot import PrometheusAPI, Settings, format_value, legend, snapshot
 from npuobs.dashboards.validate import schema_problems, structural_problems
+from npuobs.schema import Profile
 from npuobs.thresholds import Thresholds
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,6 +16,7 @@ from npuobs.devices import autodetect, registry
 from npuobs.devices.autodetect import AutoBackend, Detection, detect, looked_for
 from npuobs.devices.base import (
     BackendError,
+    ChildrenFailed,
     DeviceBackend,
     DeviceInfo,
     DeviceReading,
@@ -23,14 +24,14 @@ from npuobs.devices.base import (
     Snapshot,
     WorkloadReading,
 )
+from npuobs.devices.options import ToolOptions
 
-MINE = ("nvml", "furiosa", "rebellions")
 CAT = shutil.which("cat")  # resolved before the tests empty PATH
 
 
 @pytest.fixture
 def bare_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty host: its own root, an empty PATH, no loadable vendor library; only my vendors."""
+    """An empty host: its own root, an empty PATH, no loadable vendor library."""
     root = tmp_path / "host"
     (root / "dev").mkdir(parents=True)
     bin_dir = tmp_path / "bin"
@@ -38,7 +39,6 @@ def bare_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("NPUOBS_HOST_ROOT", str(root))
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
-    monkeypatch.setattr(autodetect, "DETECTABLE", MINE)
     return root
 
 
@@ -76,15 +76,21 @@ def test_tools_and_libraries(bare_host: Path, monkeypatch: pytest.MonkeyPatch) -
     assert detect() == ("nvml", "rebellions")
 
 
-def test_missing_modules_and_modules_without_detect_are_skipped(bare_host: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_detection_iterates_the_registry(bare_host: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every registry entry with a detection is asked, in registry order; a backend whose module
+    cannot be imported is named with why, one without detection (sim, auto) is never detected."""
+    monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
+    monkeypatch.setattr(registry, "_BACKEND_MODULES", dict(registry._BACKEND_MODULES))
+    registry.add_backend_module("no_such_vendor", "npuobs.devices.no_such_vendor")
+    registry.register("test-late", detection=Detection(device_globs=("/dev/late0",)))(lambda **_: None)
     (bare_host / "dev" / "rbln0").touch()
-    monkeypatch.setattr(autodetect, "DETECTABLE", ("no_such_vendor", "registry", "rebellions"))
-    assert detect() == ("rebellions",)
+    (bare_host / "dev" / "late0").touch()
+    assert detect() == ("rebellions", "test-late")
     message = looked_for()
-    assert "no_such_vendor: backend module not installed" in message
-    assert "registry: no detect() to ask" in message
+    assert "no_such_vendor: backend 'no_such_vendor' is unavailable: No module named" in message
     assert "rebellions: /dev/rbln[0-9]*, rbln-stat on PATH, rbln-smi on PATH" in message
+    assert "test-late: /dev/late0" in message and "sim:" not in message and "auto:" not in message
+    assert not hasattr(autodetect, "DETECTABLE")  # the registry is the one list
 
 
 def test_detection_describes_itself() -> None:
@@ -127,10 +133,15 @@ class _Fake(DeviceBackend):
         self.closed = True
 
 
+def failures(snap: Snapshot) -> dict[str, str | None]:
+    """The children of ``auto`` that failed in ``snap``, with their errors."""
+    return {c.source: c.error for c in snap.children if not c.ok}
+
+
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, _Fake]:
-    """Register fake backends in a copy of the registry, restored after the test."""
-    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    """Register fake backends (taking a vendor tool's options) in a copy of the registry."""
+    monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
     made: dict[str, _Fake] = {}
 
     def factory(name: str, **kw: Any):  # noqa: ANN202 - returns a registry factory
@@ -139,10 +150,10 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, _Fake]:
             return made[name]
         return build
 
-    registry.register("test-auto-a")(factory("a", ids=("0", "1")))
-    registry.register("test-auto-b")(factory("b", ids=("0",)))
-    registry.register("test-auto-bad")(factory("bad", fail="tool 'x' timed out after 5s"))
-    registry.register("test-auto-hang")(factory("hang", ids=("7",), hang=HANG))
+    registry.register("test-auto-a", options=ToolOptions)(factory("a", ids=("0", "1")))
+    registry.register("test-auto-b", options=ToolOptions)(factory("b", ids=("0",)))
+    registry.register("test-auto-bad", options=ToolOptions)(factory("bad", fail="tool 'x' timed out after 5s"))
+    registry.register("test-auto-hang", options=ToolOptions)(factory("hang", ids=("7",), hang=HANG))
     return made
 
 
@@ -155,18 +166,19 @@ def test_a_hung_backend_fails_alone_and_is_not_called_again_while_stuck(fakes: d
     try:
         snap = backend.sample()  # returns although one backend never does: the others are reported
         assert [d.info.device for d in snap.devices] == ["test-auto-a:0", "test-auto-a:1", "test-auto-b:0"]
-        assert backend.last_errors == {"test-auto-hang": "sample timed out after 0.3s"}
+        assert failures(snap) == {"test-auto-hang": "sample timed out after 0.3s"}
+        assert [c.source for c in snap.children] == ["test-auto-a", "test-auto-hang", "test-auto-b"]
         snap = backend.sample()
         assert len(snap.devices) == 3 and fakes["a"].calls == 2
-        assert backend.last_errors == {"test-auto-hang": "previous sample still running (hung for more than 0.3s)"}
+        assert failures(snap) == {"test-auto-hang": "previous sample still running (hung for more than 0.3s)"}
         assert fakes["hang"].calls == 1  # no second worker piled up behind the stuck one
     finally:
         HANG.set()
-    wait_until(lambda: not backend._calls["test-auto-hang"].running)
+    wait_until(lambda: not backend._sources["test-auto-hang"].running)
     snap = backend.sample()  # unstuck: back in the snapshot, in detection order
     assert [d.info.device for d in snap.devices] == ["test-auto-a:0", "test-auto-a:1", "test-auto-hang:7",
                                                      "test-auto-b:0"]
-    assert backend.last_errors == {} and fakes["hang"].calls == 2
+    assert failures(snap) == {} and fakes["hang"].calls == 2
 
 
 def test_auto_rejects_a_non_positive_child_timeout() -> None:
@@ -175,24 +187,26 @@ def test_auto_rejects_a_non_positive_child_timeout() -> None:
 
 
 def test_auto_prefixes_ids_and_reports_the_failing_backend(fakes: dict[str, _Fake]) -> None:
-    backend = AutoBackend(backends=["test-auto-a", "test-auto-bad", "test-auto-b"], timeout=2.0,
-                          tool_path="/usr/bin/nvidia-smi")
+    backend = registry.build("auto", {"backends": ["test-auto-a", "test-auto-bad", "test-auto-b"], "timeout": 2.0,
+                                      "node": "n1"})
     snap = backend.sample()
     assert snap.backend == "auto"
     assert [d.info.device for d in snap.devices] == ["test-auto-a:0", "test-auto-a:1", "test-auto-b:0"]
     assert [w.device for w in snap.workloads] == ["test-auto-a:0", "test-auto-b:0"]
-    assert backend.last_errors == {"test-auto-bad": "tool 'x' timed out after 5s"}
+    assert failures(snap) == {"test-auto-bad": "tool 'x' timed out after 5s"}
     assert len(backend.discover()) == 3
     backend.close()
     assert fakes["a"].closed and fakes["b"].closed
-    assert fakes["a"].options == {"timeout": 2.0}  # tool_path is vendor-specific: not forwarded
+    # node and timeout reach every child; a tool path is vendor-specific: auto has none to forward
+    assert fakes["a"].options == {"node": "n1", "tool_path": None, "timeout": 2.0}
 
 
 def test_auto_fails_only_when_every_backend_fails(fakes: dict[str, _Fake]) -> None:
     backend = AutoBackend(backends=["test-auto-bad", "no-such-backend"])
-    with pytest.raises(BackendError, match="every backend failed.*timed out.*unknown backend 'no-such-"):
+    with pytest.raises(ChildrenFailed, match="every backend failed.*timed out.*unknown backend 'no-such-") as err:
         backend.sample()
-    assert set(backend.last_errors) == {"test-auto-bad", "no-such-backend"}
+    # each child's own result rides along, so the runner reports every child failing, not only auto
+    assert [(c.source, c.ok) for c in err.value.children] == [("test-auto-bad", False), ("no-such-backend", False)]
 
 
 def test_auto_detects_again_while_nothing_was_found(monkeypatch: pytest.MonkeyPatch,
@@ -214,8 +228,17 @@ def test_auto_end_to_end_with_vendor_tools(bare_host: Path) -> None:
           f'if [ "$1" = "info" ]; then {CAT} "{furiosa}/furiosa-smi-info-format-full-4x-rngd-fw1.7.0.txt"\n'
           f'else {CAT} "{furiosa}/furiosa-smi-status-4x-rngd.txt"; fi\n')
     _tool(bin_dir, "rbln-stat", 'echo "rbln-stat: failed to open /dev/rbln0" >&2; exit 1\n')
-    backend = registry.create("auto", timeout=5.0)
+    backend = registry.build("auto", {"timeout": "5"})  # as `--option timeout=5` gives it
     snap = backend.sample()
     assert backend.backends == ("furiosa", "rebellions")
     assert [d.info.device for d in snap.devices] == ["furiosa:0", "furiosa:1", "furiosa:2", "furiosa:3"]
-    assert "exited with code 1: rbln-stat: failed to open /dev/rbln0" in backend.last_errors["rebellions"]
+    assert "exited with code 1: rbln-stat: failed to open /dev/rbln0" in failures(snap)["rebellions"]
+
+
+def test_auto_checks_child_options_when_built(fakes: dict[str, _Fake]) -> None:
+    backend = registry.build("auto", {"backends": "test-auto-a,test-auto-b",
+                                      "child_options": {"test-auto-b": {"tool_path": "/opt/b-smi"}}})
+    backend.sample()
+    assert fakes["b"].options["tool_path"] == "/opt/b-smi" and fakes["a"].options["tool_path"] is None
+    with pytest.raises(BackendError, match="backend 'test-auto-b': unknown option 'tool_pth'"):
+        registry.build("auto", {"child_options": {"test-auto-b": {"tool_pth": "/opt/b-smi"}}})

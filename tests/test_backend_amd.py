@@ -213,7 +213,7 @@ def test_rocm_smi_end_to_end_with_afake_tool(tmp_path: Path) -> None:
         "import sys\n"
         "assert '--json' in sys.argv\n"
         f"sys.stdout.buffer.write(open({str(src)!r}, 'rb').read())\n"))
-    backend = registry.create("amd", tool_path=tool, timeout=10.0, unrelated="x")
+    backend = registry.create("amd", tool_path=tool, timeout=10.0)
     assert isinstance(backend, AmdBackend)
     snap = backend.sample()
     assert snap.backend == "amd" and len(snap.devices) == 4

@@ -126,7 +126,7 @@ def test_backend_runs_furiosa_smi(tmp_path: Path) -> None:
         f'elif [ "$1" = "status" ]; then cat "{VENDOR / "furiosa" / Path(STATUS).name}"\n'
         'else echo "unknown command $*" >&2; exit 2; fi\n')
     tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
-    backend = registry.create("furiosa", tool_path=str(tool), timeout=5.0, node="n1", other=1)
+    backend = registry.create("furiosa", tool_path=str(tool), timeout=5.0, node="n1")
     snap = backend.sample()
     assert snap.backend == "furiosa"
     assert [d.info.device for d in snap.devices] == ["0", "1", "2", "3"]

@@ -125,7 +125,7 @@ def test_sample_end_to_end_with_afake_tool(tmp_path: Path) -> None:
         f"    sys.stdout.write({HAND_WRITTEN_CSV!r})\n"
         "else:\n"
         f"    sys.stdout.buffer.write(open({str(table)!r}, 'rb').read())\n"))
-    backend = registry.create("gaudi", tool_path=tool, timeout=10.0, something_else=1)
+    backend = registry.create("gaudi", tool_path=tool, timeout=10.0)
     assert isinstance(backend, GaudiBackend)
     snap = backend.sample()
     assert snap.backend == "gaudi"

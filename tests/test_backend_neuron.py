@@ -175,7 +175,7 @@ def _monitor_script(tmp_path: Path, report: str) -> str:
 
 def test_sample_end_to_end_with_a_fake_monitor(tmp_path: Path) -> None:
     backend = registry.create("neuron", tool_path=_monitor_script(tmp_path, read_fixture(RECORD)),
-                              period=1.0, timeout=10.0, unknown=True)
+                              period=1.0, timeout=10.0)
     assert isinstance(backend, NeuronBackend)
     try:
         snap = backend.sample()

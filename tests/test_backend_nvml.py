@@ -263,10 +263,12 @@ def test_replay_matches_the_real_bindings() -> None:
             assert callable(getattr(pynvml, name)), name
 
 
-def test_registry_builds_it_with_uniform_options() -> None:
-    backend = registry.create("nvml", node="n1", tool_path=None, timeout=2.0, unknown_option=1,
-                              nvml=NvmlReplay(load_dump()))
+def test_registry_builds_it_from_its_typed_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("npuobs.devices.nvml._import_pynvml", lambda: NvmlReplay(load_dump()))
+    backend = registry.build("nvml", {"node": "n1", "tool_path": None, "timeout": "2", "smi_format": "csv"})
     assert backend.sample().backend == "nvml"
+    with pytest.raises(BackendError, match="backend 'nvml': unknown option 'unknown_option'; valid options: node"):
+        registry.build("nvml", {"unknown_option": 1})
 
 
 # --- nvidia-smi -q -x -------------------------------------------------------------------------

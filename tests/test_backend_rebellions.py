@@ -161,7 +161,7 @@ def _fake_stat(tmp_path: Path) -> str:
 
 def test_backend_runs_rbln_stat(tmp_path: Path) -> None:
     tool = _fake_stat(tmp_path)
-    snap = registry.create("rebellions", tool_path=tool, node="n1", timeout=5.0, whatever=None).sample()
+    snap = registry.create("rebellions", tool_path=tool, node="n1", timeout=5.0).sample()
     assert snap.backend == "rebellions" and len(snap.devices) == 8
     (npu,) = RebellionsBackend(tool_path=tool, stat_format="table").sample().devices
     assert npu.info.model == "RBLN-CA12"

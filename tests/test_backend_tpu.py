@@ -102,7 +102,7 @@ def test_sample_end_to_end_with_afake_tool(tmp_path: Path) -> None:
     src = fixture("vendor/google-tpu/tpu-info-v5p-4chip-steady-load.txt")
     body = f"import sys\nsys.stdout.buffer.write(open({str(src)!r}, 'rb').read())\n"
     tool = fake_tool(tmp_path, "tpu-info", body)
-    backend = registry.create("tpu", node="n1", tool_path=tool, unknown_option=True)
+    backend = registry.create("tpu", node="n1", tool_path=tool)
     assert isinstance(backend, TpuBackend)
     snap = backend.sample()
     assert snap.backend == "tpu"

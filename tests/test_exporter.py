@@ -247,6 +247,66 @@ def test_vanished_device_keeps_only_up_zero(tmp_path: Path, log_stream: io.Strin
     assert "device vanished" in logged
 
 
+class FlakyBackend(DeviceBackend):
+    """A vendor backend that answers its first ``ok_calls`` samples, then fails every one (a driver
+    that went away)."""
+
+    ok_calls = 1
+
+    def __init__(self, **_: object) -> None:
+        self.calls = 0
+
+    def discover(self) -> tuple[DeviceInfo, ...]:
+        return ()
+
+    def sample(self) -> Snapshot:
+        self.calls += 1
+        if self.calls > self.ok_calls:
+            raise BackendError(f"{self.name}: tool exited 1: no devices")
+        return Snapshot.now(self.name, (reading("0", temperature_celsius=40.0),))
+
+
+class SteadyBackend(FlakyBackend):
+    name, ok_calls = "test-steady", 10**9
+
+
+class FailingChildBackend(FlakyBackend):
+    name = "test-flaky"
+
+
+registry.register("test-flaky")(FailingChildBackend)
+registry.register("test-steady")(SteadyBackend)
+
+
+def test_auto_reports_its_only_child_failing() -> None:
+    """Issue 15 item 5: on a one-vendor node (the common case) the vendor failing made ``auto`` 0 while
+    the vendor's own collector stayed at its last value, 1. Each child is its own source now."""
+    cfg = config(backend="auto", backend_options={"backends": ["test-flaky"]}, interval=0.1)
+    with Exporter(cfg).start() as exp:
+        wait_until(lambda: exp.statuses["test-flaky"].errors_total >= 2)
+        body = get(f"{exp.url}/metrics")[2]
+    assert value(body, "npuobs_collector_success", collector="test-flaky") == 0.0
+    assert value(body, "npuobs_collector_errors_total", collector="test-flaky") >= 2
+    assert value(body, "npuobs_collector_last_success_timestamp_seconds", collector="test-flaky") > 0
+    assert value(body, "npuobs_collector_success", collector="auto") == 0.0
+    assert value(body, "npu_device_up") is None
+
+
+def test_auto_reports_each_child_on_its_own(log_stream: io.StringIO) -> None:
+    cfg = config(backend="auto", backend_options={"backends": ["test-steady", "test-flaky"]}, interval=0.1)
+    with Exporter(cfg).start() as exp:
+        wait_until(lambda: exp.statuses["test-flaky"].errors_total >= 2)
+        body = get(f"{exp.url}/metrics")[2]
+    assert value(body, "npuobs_collector_success", collector="test-flaky") == 0.0
+    assert value(body, "npuobs_collector_success", collector="test-steady") == 1.0
+    assert value(body, "npuobs_collector_success", collector="auto") == 1.0  # the steady child still reports
+    assert value(body, "npu_device_up", device="test-steady:0") == 1.0
+    assert value(body, "npuobs_collector_duration_seconds", collector="test-steady") >= 0
+    logged = [json.loads(x) for x in log_stream.getvalue().splitlines()]
+    assert any(x["msg"] == "collector sample failed" and x["collector"] == "test-flaky"
+               and "no devices" in x["error"] for x in logged)
+
+
 def test_offline_device_keeps_its_counters(tmp_path: Path) -> None:
     fleet = Fleet(FleetConfig.single_node(2, node="n"), tmp_path)
     fleet.faults.inject("F1", node="n", device="1", now=fleet.clock.now)

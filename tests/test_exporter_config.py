@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import os
 import shutil
 import signal
@@ -19,6 +18,7 @@ import bcrypt
 import pytest
 
 from npuobs.cli.main import main
+from npuobs.devices import registry
 from npuobs.exporter import ConfigError, Exporter, ExporterConfig
 from npuobs.exporter.config import from_dict, load, override
 from npuobs.exporter.webconfig import load as load_web
@@ -43,7 +43,7 @@ def test_example_config_loads() -> None:
 
 def test_full_config_round_trip(tmp_path: Path) -> None:
     cfg = load(write(tmp_path / "c.yaml", """
-backend: sim
+backend: furiosa
 listen: 0.0.0.0:9500
 node: n1
 state_dir: /tmp/state
@@ -55,14 +55,20 @@ podresources: {socket: /run/k.sock, timeout: 0.5, resource_names: {furiosa: [fur
 otlp: {endpoint: http://c:4317, protocol: grpc, interval: 10, headers: {x-token: abc}, insecure: true}
 """))
     assert cfg.listen_address() == ("0.0.0.0", 9500) and cfg.effective_sample_timeout == 1.5
-    assert cfg.backend_kwargs() == {"node": "n1", "tool_path": "/opt/bin/furiosa-smi", "state_dir": Path("/tmp/state")}
+    assert cfg.backend_options == {"tool_path": "/opt/bin/furiosa-smi"}
+    assert cfg.backend_context() == {"node": "n1", "state_dir": Path("/tmp/state"),
+                                     "child_timeout": pytest.approx(0.9 * 1.5)}
     assert cfg.podresources.resource_names == {"furiosa": ("furiosa.ai/rngd",)}
     assert cfg.otlp.headers == {"x-token": "abc"} and cfg.otlp.interval == 10.0
     # auto bounds each vendor inside the sample timeout, so a hung one fails alone; an explicit value wins
-    auto = dataclasses.replace(cfg, backend="auto")
-    assert auto.backend_kwargs()["child_timeout"] == pytest.approx(0.9 * 1.5)
-    explicit = dataclasses.replace(auto, backend_options={"child_timeout": 0.5})
-    assert explicit.backend_kwargs()["child_timeout"] == 0.5
+    auto = registry.build("auto", {}, context=cfg.backend_context())
+    assert auto.child_timeout == pytest.approx(0.9 * 1.5)
+    explicit = registry.build("auto", {"child_timeout": 0.5}, context=cfg.backend_context())
+    assert explicit.child_timeout == 0.5
+    # a backend takes only the context it declares: furiosa has no state_dir, sim no child_timeout
+    assert registry.build("furiosa", cfg.backend_options, context=cfg.backend_context())._tool_path \
+        == "/opt/bin/furiosa-smi"
+    assert registry.build("sim", {}, context=cfg.backend_context()).state_dir == Path("/tmp/state")
 
 
 @pytest.mark.parametrize(("text", "needle"), [
@@ -75,6 +81,12 @@ otlp: {endpoint: http://c:4317, protocol: grpc, interval: 10, headers: {x-token:
     ("podresources: {socket: 3}\n", "'podresources.socket' must be a str"),
     ("podresources: {resource_names: {furiosa: furiosa.ai/rngd}}\n", "podresources.resource_names.furiosa"),
     ("log_format: xml\n", "log_format must be one of"),
+    # backend options are checked against the backend's options class (issue 15 item 10)
+    ("backend: furiosa\nbackend_options: {tool_pth: /x}\n", "backend_options: backend 'furiosa': unknown option "
+                                                            "'tool_pth'; valid options: node, tool_path, timeout"),
+    ("backend: furiosa\nbackend_options: {timeout: soon}\n", "option 'timeout' must be a number, got 'soon'"),
+    ("backend: sim\nbackend_options: {tool_path: /x}\n", "backend 'sim': unknown option 'tool_path'"),
+    ("backend: nope\n", "backend: unknown backend 'nope'"),
     ("interval: -1\n", "interval must be a positive"),
     ("listen: localhost\n", "listen must be host:port"),
     ("- a\n- b\n", "must be a mapping"),
@@ -107,6 +119,15 @@ def test_cli_reports_config_errors_in_one_line(tmp_path: Path, capsys: pytest.Ca
     assert err.count("\n") == 1 and "'sample_timout'" in err and str(path) in err
     assert main(["exporter", "--listen", "127.0.0.1:0"]) == 2
     assert "--backend" in capsys.readouterr().err
+
+
+def test_cli_rejects_a_mistyped_backend_option_in_one_line(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "opts.yaml", "backend: auto\nbackend_options: {child_timout: 2}\n")
+    assert main(["exporter", "--config", str(path), "--listen", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown option 'child_timout'" in err and str(path) in err
+    assert "Traceback" not in err
 
 
 def test_cli_reports_a_busy_port(tmp_path: Path, sim_state: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,29 +1,24 @@
 """``npuobs devices``: what a backend sees right now, in the schema's units — the first thing to run on a node.
 
 ``--json`` prints the inventory document of ``npuobs.devices.inventory`` (schema shipped as
-``npuobs/devices/inventory.schema.json``); ``--option key=value`` passes a backend option (the
-keyword arguments its constructor declares), checked against that backend before anything runs.
+``npuobs/devices/inventory.schema.json``); ``--option key=value`` passes a backend option (a field
+of the backend's typed options class, ``npuobs.devices.options``), converted and checked by the
+registry before anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import socket
-import types
-import typing
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from npuobs.cli.errors import CliError
 from npuobs.devices import inventory, registry
+from npuobs.devices import options as options_mod
 from npuobs.devices.base import BackendError, DeviceReading
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,74 +38,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _converter(annotation: Any) -> Callable[[str], Any] | None:
-    """How to turn a command-line string into a value of ``annotation``; None when no string can be one."""
-    origin = typing.get_origin(annotation)
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if origin in (typing.Union, types.UnionType):
-        return _converter(args[0]) if len(args) == 1 else None
-    if origin in (list, tuple, Sequence) and args and set(args) <= {str, Ellipsis}:
-        return lambda text: tuple(part.strip() for part in text.split(",") if part.strip())
-    if annotation is bool:
-        return _to_bool
-    if annotation in (int, float, str, Path):
-        return annotation
-    return None
-
-
-def _to_bool(text: str) -> bool:
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise ValueError(f"expected one of {'/'.join(_TRUE + _FALSE)}")
-
-
-def option_types(backend: str) -> dict[str, Callable[[str], Any]]:
-    """Keyword options ``backend`` declares that a string can give, name -> converter.
-
-    ``auto`` forwards every other option to each backend it starts, so it accepts the union.
-    """
-    targets = [backend] + ([n for n in registry.names() if n != "auto"] if backend == "auto" else [])
-    found: dict[str, Callable[[str], Any]] = {}
-    for name in targets:
-        try:
-            factory = registry.factory(name)
-        except BackendError:
-            if name == backend:
-                raise
-            continue  # an optional backend whose library is missing
-        init = factory.__init__ if isinstance(factory, type) else factory
-        try:
-            hints = typing.get_type_hints(init)
-        except (NameError, TypeError):  # an annotation only importable for type checkers
-            hints = {}
-        for param in inspect.signature(init).parameters.values():
-            if param.kind is not param.KEYWORD_ONLY or param.name not in hints:
-                continue
-            convert = _converter(hints[param.name])
-            if convert is not None:
-                found.setdefault(param.name, convert)
-    return found
-
-
 def parse_options(backend: str, pairs: list[str]) -> dict[str, Any]:
-    """``["smi_format=csv", ...]`` -> typed options for ``backend``; CliError naming a bad one."""
-    types = option_types(backend)
-    options: dict[str, Any] = {}
+    """``["smi_format=csv", ...]`` -> typed options for ``backend`` (converted and checked by its
+    registry entry's options class); CliError naming a bad one."""
+    known = options_mod.names(registry.entry(backend).options)
+    values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise CliError(f"--option {pair!r}: expected key=value")
-        if key not in types:
+        if key not in known:
             raise CliError(f"--option {key}: unknown option for backend {backend!r}; "
-                           f"valid: {', '.join(sorted(types)) or 'none'}")
+                           f"valid: {', '.join(sorted(known)) or 'none'}")
         try:
-            options[key] = types[key](text)
-        except ValueError as exc:
+            values[key] = getattr(registry.parse_options(backend, {key: text}), key)
+        except BackendError as exc:
             raise CliError(f"--option {key}={text!r}: invalid value for backend {backend!r}: {exc}") from None
-    return options
+    return values
 
 
 def _backends(args: argparse.Namespace, extra: dict[str, Any]) -> list[tuple[str, object]]:
@@ -120,13 +65,11 @@ def _backends(args: argparse.Namespace, extra: dict[str, Any]) -> list[tuple[str
         nodes = sorted(p.name for p in nodes_dir.iterdir()) if nodes_dir.is_dir() else []
         if not nodes:
             raise CliError(f"no simulated fleet in {state_dir} (start one with `npuobs sim run`)")
-        return [(n, registry.create("sim", **{**extra, "state_dir": state_dir, "node": n})) for n in nodes]
-    options: dict[str, Any] = {"node": args.node or socket.gethostname(), "timeout": args.timeout,
-                               "state_dir": args.state_dir}
-    if args.tool_path:
-        options["tool_path"] = args.tool_path
-    options.update(extra)
-    return [(options["node"], registry.create(args.backend, **options))]
+        return [(n, registry.build("sim", {**extra, "state_dir": state_dir, "node": n})) for n in nodes]
+    # the generic flags reach the backends that declare them; --tool-path and --option must be ones it takes
+    context = {"node": args.node or socket.gethostname(), "timeout": args.timeout, "state_dir": args.state_dir}
+    options = {"tool_path": args.tool_path, **extra} if args.tool_path else extra
+    return [(extra.get("node", context["node"]), registry.build(args.backend, options, context=context))]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,8 +93,11 @@ def run(args: argparse.Namespace) -> int:
         for d in snap.devices:
             child = d.info.device.split(":", 1)[0] if args.backend == "auto" and ":" in d.info.device else snap.backend
             readings.append((node, child, d))
-        for source, error in getattr(backend, "last_errors", {}).items():
+        for source, error in snap.errors.items():
             errors.append(inventory.SourceError(node, source, error))
+        for result in snap.children:  # auto: a failed vendor is an error of its own
+            if not result.ok:
+                errors.append(inventory.SourceError(node, result.source, result.error or ""))
     if args.json:
         print(json.dumps(inventory.document(args.backend, readings, errors), indent=1))
         return 1 if errors and not readings else 0

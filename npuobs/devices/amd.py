@@ -39,12 +39,14 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
 from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
+from npuobs.devices.options import ToolOptions
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import resolve_tool, run_tool
 
@@ -509,7 +511,12 @@ def detect() -> bool:
     return DETECTION.present()
 
 
-@register("amd")
+@dataclass(frozen=True)
+class AmdOptions(ToolOptions):
+    source: str = "auto"  # see SOURCES
+
+
+@register("amd", options=AmdOptions, detection=DETECTION)
 class AmdBackend(ReadingsBackend):
     """AMD GPUs through ``source`` (see the module docstring); ``tool_path`` names the CLI to run
     (``rocm-smi`` when its file name says so, ``amd-smi`` otherwise)."""
@@ -517,7 +524,7 @@ class AmdBackend(ReadingsBackend):
     name = "amd"
 
     def __init__(self, *, node: str = "", tool_path: str | None = None, timeout: float = 5.0,
-                 source: str = "auto", **_: object) -> None:
+                 source: str = "auto") -> None:
         if source not in SOURCES:
             raise BackendError(f"amd: unknown source {source!r}; choose one of {', '.join(SOURCES)}")
         self.node = node

@@ -1,9 +1,10 @@
 """Which accelerators does this host have, and the "auto" backend that reads all of them.
 
 A fleet DaemonSet runs the same exporter on NVIDIA, FuriosaAI, Rebellions, Neuron, Gaudi, AMD and
-TPU nodes; ``--backend auto`` lets one manifest serve them all. Each vendor module exposes
-``detect() -> bool`` (cheap: device nodes, a library lookup, a tool on ``PATH``), and
-``AutoBackend`` samples every detected backend and merges their snapshots.
+TPU nodes; ``--backend auto`` lets one manifest serve them all. Each hardware backend registers
+its ``Detection`` with its registry entry (cheap: device nodes, a library lookup, a tool on
+``PATH``); ``detect()`` asks every entry, and ``AutoBackend`` samples every detected backend and
+merges their snapshots.
 
 Set ``NPUOBS_HOST_ROOT`` when the host's ``/dev`` and ``/sys`` are mounted elsewhere (a container
 with the host filesystem under ``/host``, as node_exporter's ``--path.rootfs``).
@@ -14,21 +15,18 @@ from __future__ import annotations
 import ctypes.util
 import dataclasses
 import glob
-import importlib
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from npuobs.devices import registry
-from npuobs.devices.base import BackendError, DeviceBackend, DeviceInfo, DeviceReading, Snapshot
-from npuobs.devices.bounded import BoundedCall, StillRunning
+from npuobs.devices.base import BackendError, ChildrenFailed, DeviceBackend, DeviceInfo, DeviceReading, Snapshot
+from npuobs.devices.options import BackendOptions
+from npuobs.devices.source import BackendSource, Source
 
-# Backends ``detect()`` asks, in the order their devices are listed; each lives in
-# ``npuobs.devices.<name>``. Modules that do not exist (yet) or lack ``detect`` are skipped.
-DETECTABLE: tuple[str, ...] = ("nvml", "furiosa", "rebellions", "neuron", "gaudi", "amd", "tpu")
 DEFAULT_CHILD_TIMEOUT = 10.0  # seconds one vendor backend may take; the exporter passes less (see ExporterConfig)
 
 
@@ -63,37 +61,21 @@ class Detection:
         return ", ".join([*self.device_globs, *libraries, *(f"{t} on PATH" for t in self.tools)])
 
 
-def _vendor_module(name: str) -> Any | None:
-    try:
-        return importlib.import_module(f"npuobs.devices.{name}")
-    except ImportError:
-        return None
-
-
 def detect() -> tuple[str, ...]:
-    """Names of the backends whose vendor is present on this host."""
-    found = []
-    for name in DETECTABLE:
-        check = getattr(_vendor_module(name), "detect", None)
-        if callable(check) and check():
-            found.append(name)
-    return tuple(found)
+    """Names of the registered backends whose vendor is present on this host, in registry order."""
+    return tuple(name for name, e in registry.entries() if isinstance(e, registry.Entry) and e.detected())
 
 
 def looked_for() -> str:
     """What ``detect()`` checks, for the "nothing found" message."""
     lines = []
-    for name in DETECTABLE:
-        module = _vendor_module(name)
-        detection = getattr(module, "DETECTION", None)
-        if module is None:
-            lines.append(f"{name}: backend module not installed")
-        elif isinstance(detection, Detection):
-            lines.append(f"{name}: {detection.describe()}")
-        elif callable(getattr(module, "detect", None)):
+    for name, e in registry.entries():
+        if not isinstance(e, registry.Entry):
+            lines.append(f"{name}: {e}")
+        elif e.detection is not None:
+            lines.append(f"{name}: {e.detection.describe()}")
+        elif e.detect is not None:
             lines.append(f"{name}: its detect()")
-        else:
-            lines.append(f"{name}: no detect() to ask")
     return "; ".join(lines)
 
 
@@ -102,35 +84,49 @@ def _prefixed(backend: str, reading: DeviceReading) -> DeviceReading:
     return dataclasses.replace(reading, info=info)
 
 
-@registry.register("auto")
+@dataclass(frozen=True)
+class AutoOptions(BackendOptions):
+    """``auto``'s own options; ``node`` and ``timeout`` also go to every child that takes them.
+
+    ``backends`` replaces detection with a fixed list; ``child_options`` gives one child its own
+    options (``{nvml: {smi_format: csv}}``), checked against that child's options class.
+    """
+
+    timeout: float = 5.0  # per vendor tool call, for children that run one
+    backends: tuple[str, ...] | None = None
+    child_timeout: float = DEFAULT_CHILD_TIMEOUT
+    child_options: Mapping[str, Mapping[str, Any]] | None = None
+
+
+@registry.register("auto", options=AutoOptions)
 class AutoBackend(DeviceBackend):
     """Every detected backend at once; device ids become ``<backend>:<id>`` to stay unique.
 
-    A backend that fails (cannot be built, its sample raises, or it hangs past ``child_timeout``)
-    does not hide the others: backends are sampled concurrently, each in its own worker
-    (``npuobs.devices.bounded``: a hung one is abandoned, not joined twice), and its message lands
-    in ``last_errors`` (backend name -> message, for the exporter's per-collector
-    self-metrics) and the snapshot holds the devices of the rest. Only when every backend fails,
-    or none is detected, does ``sample()`` raise. Detection is retried while nothing was found,
-    because at node boot the exporter can start before the driver creates its device nodes.
-    ``backends`` replaces detection with a fixed list. Other options go to every backend, except
-    the vendor-specific ``tool_path`` and ``metrics_url``: one path cannot name every vendor's
-    tool, so each backend looks its own up.
+    Each child is a source of its own (``npuobs.devices.source``): children are sampled
+    concurrently, each through its own bounded run (a hung one is abandoned, not joined twice), and
+    each one's result, failure or not, lands in the snapshot's ``children``, which the exporter
+    reports per child; the snapshot holds the devices of the children that succeeded. Only when
+    every child fails, or none is detected, does ``sample()`` raise (``ChildrenFailed`` still
+    carries each child's result). Detection is retried while nothing was found, because at node
+    boot the exporter can start before the driver creates its device nodes.
     """
 
     name = "auto"
 
-    def __init__(self, *, backends: Sequence[str] | None = None, child_timeout: float = DEFAULT_CHILD_TIMEOUT,
-                 **options: Any) -> None:
+    def __init__(self, *, node: str = "", timeout: float = 5.0, backends: Sequence[str] | None = None,
+                 child_timeout: float = DEFAULT_CHILD_TIMEOUT,
+                 child_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         if child_timeout <= 0:
             raise BackendError(f"auto: child_timeout must be > 0, got {child_timeout!r}")
         self._fixed = tuple(backends) if backends is not None else None
         self.child_timeout = child_timeout
-        self._options = {k: v for k, v in options.items() if k not in ("tool_path", "metrics_url")}
+        self._context = {"node": node, "timeout": timeout}
+        self._child_options = {name: dict(values) for name, values in (child_options or {}).items()}
+        for name, values in self._child_options.items():
+            registry.parse_options(name, values)  # a typo fails at start-up, not at the first sample
         self._names: tuple[str, ...] = ()
         self._children: dict[str, DeviceBackend] = {}
-        self._calls: dict[str, BoundedCall[Snapshot]] = {}
-        self.last_errors: dict[str, str] = {}
+        self._sources: dict[str, Source[Snapshot]] = {}
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -143,44 +139,39 @@ class AutoBackend(DeviceBackend):
         if not self._names:
             raise BackendError(f"auto: no accelerator found on this host; looked for {looked_for()}")
 
-    def _child(self, name: str) -> DeviceBackend:
+    def _sample_child(self, name: str) -> Snapshot:
         child = self._children.get(name)
         if child is None:
-            child = registry.create(name, **self._options)
+            child = registry.build(name, self._child_options.get(name), context=self._context)
             self._children[name] = child
-        return child
+        return child.sample()
+
+    def _source(self, name: str) -> Source[Snapshot]:
+        source = self._sources.get(name)
+        if source is None:
+            source = self._sources[name] = BackendSource(name, lambda: self._sample_child(name), self.child_timeout)
+        return source
 
     def sample(self) -> Snapshot:
         """Sample every backend at once, each in its own worker, and wait for all of them at most
         ``child_timeout`` seconds: a hung vendor fails alone, with the others' devices reported."""
         self._ensure_detected()
-        errors: dict[str, str] = {}
-        started = []
         for name in self._names:
-            call = self._calls.setdefault(name, BoundedCall(f"auto-{name}", self.child_timeout))
-            try:
-                call.start(lambda name=name: self._child(name).sample())
-                started.append(name)
-            except StillRunning as exc:
-                errors[name] = str(exc)
+            self._source(name).start()
         deadline = time.monotonic() + self.child_timeout
-        snaps: dict[str, Snapshot] = {}
-        for name in started:
-            try:
-                snaps[name] = self._calls[name].wait(deadline - time.monotonic())
-            except Exception as exc:  # noqa: BLE001 - one vendor's failure, whatever it is, is its own
-                errors[name] = str(exc) or type(exc).__name__
+        outcomes = {name: self._sources[name].wait(deadline - time.monotonic()) for name in self._names}
         devices: list[DeviceReading] = []
         workloads = []
         for name in self._names:  # in detection order, whichever finished first
-            if name in snaps:
-                devices.extend(_prefixed(name, d) for d in snaps[name].devices)
-                workloads.extend(dataclasses.replace(w, device=f"{name}:{w.device}") for w in snaps[name].workloads)
-        self.last_errors = {n: errors[n] for n in self._names if n in errors}
-        if len(errors) == len(self._names):
-            detail = "; ".join(f"{n}: {m}" for n, m in self.last_errors.items())
-            raise BackendError(f"auto: every backend failed: {detail}")
-        return Snapshot.now(self.name, tuple(devices), tuple(workloads))
+            snap = outcomes[name].value
+            if snap is not None:
+                devices.extend(_prefixed(name, d) for d in snap.devices)
+                workloads.extend(dataclasses.replace(w, device=f"{name}:{w.device}") for w in snap.workloads)
+        children = tuple(outcomes[name].result for name in self._names)
+        if all(o.value is None for o in outcomes.values()):
+            detail = "; ".join(f"{c.source}: {c.error}" for c in children)
+            raise ChildrenFailed(f"auto: every backend failed: {detail}", children)
+        return Snapshot.now(self.name, tuple(devices), tuple(workloads), children=children)
 
     def discover(self) -> tuple[DeviceInfo, ...]:
         return tuple(d.info for d in self.sample().devices)

@@ -30,6 +30,15 @@ class BackendError(Exception):
     """A backend could not produce a reading; the message names the tool/file and what went wrong."""
 
 
+class ChildrenFailed(BackendError):
+    """Every child source of a composite backend failed; ``children`` says how each one did, so
+    the runner reports each child as failing too (not only the parent)."""
+
+    def __init__(self, message: str, children: tuple[SourceResult, ...]) -> None:
+        super().__init__(message)
+        self.children = children
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """Identity and versions of one device: goes to the ``npu_device_info`` metric only."""
@@ -114,18 +123,48 @@ class WorkloadReading:
 
 
 @dataclass(frozen=True)
+class SourceResult:
+    """How one data source (a backend, a child of ``auto``, PodResources) fared in one run.
+
+    What node_exporter reports per collector: success (``error is None``), how long it took and,
+    for a source made of sources (``auto``), each child's own result, so a failing child is
+    reported as failing even when its siblings (or its parent) succeed.
+    """
+
+    source: str
+    started_at: float  # unix time
+    duration: float  # seconds
+    error: str | None = None
+    children: tuple[SourceResult, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """Everything one backend read in one sample, with when it was taken."""
+    """Everything one backend read in one sample, with when it was taken.
+
+    ``errors`` are the partial failures of a sample that still returned: device id (or a
+    sub-command such as ``hl-smi -Q``) -> message for what could not be read (a device is then
+    reported ``up=False`` or left out, a sub-command's fields are absent). ``children``
+    holds the result of every child source of a composite backend (``auto``): their devices are
+    merged into this snapshot, their failures are theirs, not this backend's.
+    """
 
     backend: str
     taken_at: float
     devices: tuple[DeviceReading, ...]
     workloads: tuple[WorkloadReading, ...] = ()
+    errors: Mapping[str, str] = field(default_factory=_empty)
+    children: tuple[SourceResult, ...] = ()
 
     @classmethod
-    def now(cls, backend: str, devices: tuple[DeviceReading, ...],
-            workloads: tuple[WorkloadReading, ...] = ()) -> Snapshot:
-        return cls(backend, time.time(), devices, workloads)
+    def now(cls, backend: str, devices: tuple[DeviceReading, ...], workloads: tuple[WorkloadReading, ...] = (),
+            *, errors: Mapping[str, str] | None = None, children: tuple[SourceResult, ...] = ()) -> Snapshot:
+        return cls(backend, time.time(), devices, workloads,
+                   MappingProxyType(dict(errors)) if errors else _EMPTY, children)
 
 
 class DeviceBackend(ABC):
@@ -154,8 +193,13 @@ class ReadingsBackend(DeviceBackend):
     """A backend whose every call is one full read of its source (a vendor CLI or library).
 
     Vendor tools report identity and readings in the same output, so ``discover()`` and
-    ``sample()`` are the same read; subclasses implement ``_read()`` only.
+    ``sample()`` are the same read; subclasses implement ``_read()`` only. A ``_read()`` that kept
+    going past a failed part (one of two sub-commands) names it in ``last_errors`` (part ->
+    message), which ``sample()`` hands on as the snapshot's ``errors``: the backend's own
+    bookkeeping for one read, never something callers look up on the backend.
     """
+
+    last_errors: Mapping[str, str] = _EMPTY
 
     @abstractmethod
     def _read(self) -> tuple[DeviceReading, ...]:
@@ -165,16 +209,15 @@ class ReadingsBackend(DeviceBackend):
         return tuple(r.info for r in self._read())
 
     def sample(self) -> Snapshot:
-        return Snapshot.now(self.name, self._read())
+        self.last_errors = {}
+        readings = self._read()
+        return Snapshot.now(self.name, readings, errors=self.last_errors)
 
 
 class ToolBackend(ReadingsBackend):
-    """A ReadingsBackend over one vendor CLI: the options every such backend takes.
+    """A ReadingsBackend over one vendor CLI, built from ``ToolOptions`` (``npuobs.devices.options``)."""
 
-    Unknown options are accepted and ignored, so the exporter can pass one option dict to any backend.
-    """
-
-    def __init__(self, *, node: str = "", tool_path: str | None = None, timeout: float = 5.0, **_: object) -> None:
+    def __init__(self, *, node: str = "", tool_path: str | None = None, timeout: float = 5.0) -> None:
         self.node = node
         self.timeout = timeout
         self._tool_path = tool_path

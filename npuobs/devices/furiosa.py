@@ -21,12 +21,14 @@ import dataclasses
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
 from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
+from npuobs.devices.options import ToolOptions
 from npuobs.devices.partial import read_sources
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import fetch_url, resolve_tool, run_tool
@@ -256,14 +258,19 @@ def parse_exporter_metrics(text: str) -> tuple[DeviceReading, ...]:
     return units.check_unique(readings, what)
 
 
-@register("furiosa")
+@dataclass(frozen=True)
+class FuriosaOptions(ToolOptions):
+    metrics_url: str | None = None  # read the vendor exporter's /metrics instead of running furiosa-smi
+
+
+@register("furiosa", options=FuriosaOptions, detection=DETECTION)
 class FuriosaBackend(ReadingsBackend):
     """RNGD devices via ``furiosa-smi`` (default) or the vendor exporter at ``metrics_url``."""
 
     name = "furiosa"
 
     def __init__(self, *, node: str = "", tool_path: str | None = None, timeout: float = 5.0,
-                 metrics_url: str | None = None, **_: Any) -> None:
+                 metrics_url: str | None = None) -> None:
         self._tool_path = tool_path
         self._tool: str | None = None
         self._timeout = timeout

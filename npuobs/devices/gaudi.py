@@ -38,6 +38,7 @@ from typing import TypeVar
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
 from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ToolBackend
+from npuobs.devices.options import ToolOptions
 from npuobs.devices.partial import read_sources
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import resolve_tool, run_tool
@@ -267,12 +268,11 @@ def detect() -> bool:
     return DETECTION.present()
 
 
-@register("gaudi")
+@register("gaudi", options=ToolOptions, detection=DETECTION)
 class GaudiBackend(ToolBackend):
     """Runs ``hl-smi -Q ...`` (CSV) and ``hl-smi`` (table) on every sample; see the module doc."""
 
     name = "gaudi"
-    last_errors: dict[str, str] = {}  # noqa: RUF012 - replaced, never mutated, by each sample
 
     def _read(self) -> tuple[DeviceReading, ...]:
         tool = resolve_tool(self._tool_path or TOOL)

@@ -58,6 +58,7 @@ from typing import Any
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
 from npuobs.devices.base import BackendError, DeviceBackend, DeviceInfo, DeviceReading, Snapshot
+from npuobs.devices.options import ToolOptions
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import fetch_url, resolve_tool, run_tool
 
@@ -491,7 +492,14 @@ def detect() -> bool:
     return DETECTION.present()
 
 
-@register("neuron")
+@dataclass(frozen=True)
+class NeuronOptions(ToolOptions):
+    neuron_ls_path: str | None = None
+    period: float = 5.0  # seconds between neuron-monitor reports
+    prometheus_url: str | None = None  # read a neuron-monitor-prometheus.py endpoint instead
+
+
+@register("neuron", options=NeuronOptions, detection=DETECTION)
 class NeuronBackend(DeviceBackend):
     """Inferentia/Trainium devices; see the module docstring for the tools and their roles.
 
@@ -503,8 +511,8 @@ class NeuronBackend(DeviceBackend):
     name = "neuron"
 
     def __init__(self, *, node: str = "", tool_path: str | None = None, timeout: float = 5.0,
-                 neuron_ls_path: str | None = None, period: float = 5.0, prometheus_url: str | None = None,
-                 **_: object) -> None:
+                 neuron_ls_path: str | None = None, period: float = 5.0,
+                 prometheus_url: str | None = None) -> None:
         if not period > 0:
             raise BackendError(f"neuron: period must be positive, got {period!r}")
         self.node = node

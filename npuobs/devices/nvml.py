@@ -26,12 +26,14 @@ import csv
 import io
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType, ModuleType
 from typing import Any
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
 from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
+from npuobs.devices.options import ToolOptions
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import resolve_tool, run_tool
 
@@ -499,7 +501,12 @@ def _import_pynvml() -> ModuleType | None:
     return pynvml
 
 
-@register("nvml")
+@dataclass(frozen=True)
+class NvmlOptions(ToolOptions):
+    smi_format: str = "xml"  # nvidia-smi fallback output: "xml" (complete) or "csv" (cheaper)
+
+
+@register("nvml", options=NvmlOptions, detection=DETECTION)
 class NvmlBackend(ReadingsBackend):
     """NVIDIA GPUs via NVML, or via ``nvidia-smi`` when NVML is not installed or does not initialise.
 
@@ -511,7 +518,7 @@ class NvmlBackend(ReadingsBackend):
     name = "nvml"
 
     def __init__(self, *, node: str = "", tool_path: str | None = None, timeout: float = 5.0,
-                 nvml: Any = None, smi_format: str = "xml", **_: Any) -> None:
+                 nvml: Any = None, smi_format: str = "xml") -> None:
         if smi_format not in ("xml", "csv"):
             raise BackendError(f"nvml: smi_format must be 'xml' or 'csv', not {smi_format!r}")
         self._nvml = nvml if nvml is not None else _import_pynvml()

@@ -2,7 +2,7 @@
 ``status``): one failing source must cost its own fields, not every reading the others produced.
 
 ``read_sources`` runs each source, keeps what succeeded and the one-line error of what did not;
-the backend returns the partial snapshot and publishes the errors in ``last_errors`` (source name
+the backend returns the partial snapshot with the errors in ``Snapshot.errors`` (source name
 -> message), which ``npuobs devices --json`` lists under ``errors`` and the exporter reports as the
 collector's failed part. Only when every source fails is the sample itself a ``BackendError``.
 """

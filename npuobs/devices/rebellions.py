@@ -20,11 +20,13 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection
 from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ReadingsBackend
+from npuobs.devices.options import ToolOptions
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import fetch_url, resolve_tool, run_tool
 
@@ -212,14 +214,20 @@ def parse_exporter_metrics(text: str) -> tuple[DeviceReading, ...]:
     return assign_ids(readings, keys, what)
 
 
-@register("rebellions")
+@dataclass(frozen=True)
+class RebellionsOptions(ToolOptions):
+    metrics_url: str | None = None  # read the vendor exporter's /metrics instead of running rbln-stat
+    stat_format: str = "json"  # "json" or "table" (older rbln-stat without --json)
+
+
+@register("rebellions", options=RebellionsOptions, detection=DETECTION)
 class RebellionsBackend(ReadingsBackend):
     """ATOM devices via ``rbln-stat`` (JSON by default) or the vendor exporter at ``metrics_url``."""
 
     name = "rebellions"
 
     def __init__(self, *, node: str = "", tool_path: str | None = None, timeout: float = 5.0,
-                 metrics_url: str | None = None, stat_format: str = "json", **_: Any) -> None:
+                 metrics_url: str | None = None, stat_format: str = "json") -> None:
         if stat_format not in ("json", "table"):
             raise BackendError(f"rebellions: stat_format must be 'json' or 'table', not {stat_format!r}")
         self._tool_path = tool_path

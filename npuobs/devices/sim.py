@@ -4,11 +4,12 @@ It is the simulator's "SMI tool": a reader that keeps no state of its own, so th
 reports (resets, errors, OOMs, energy) are the driver's persisted ones and survive a restart of
 the exporter. A device whose file says ``offline`` is reported ``up=False`` with no sensor
 values; a device whose file is gone has vanished and is not reported at all; one unreadable file
-makes that one device ``up=False`` and is listed in ``last_errors``, the others still report.
+makes that one device ``up=False`` and is listed in the snapshot's ``errors``, the others still report.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from npuobs.devices.base import (
     Snapshot,
     WorkloadReading,
 )
+from npuobs.devices.options import BackendOptions
 from npuobs.devices.registry import register
 from npuobs.schema import LATENCY_BUCKETS
 from npuobs.simulator.state import StateError, device_dir, read_json
@@ -32,16 +34,24 @@ _SENSOR_FIELDS = (
 )
 
 
-@register("sim")
+@dataclass(frozen=True)
+class SimOptions(BackendOptions):
+    """The simulated node to read (``node``, required) and the fleet's state directory."""
+
+    state_dir: Path | None = None
+
+
+@register("sim", options=SimOptions)
 class SimBackend(DeviceBackend):
     name = "sim"
 
-    def __init__(self, *, state_dir: str | Path, node: str, **_: Any) -> None:
+    def __init__(self, *, state_dir: str | Path | None, node: str) -> None:
+        if state_dir is None:
+            raise BackendError("the sim backend needs the fleet's state directory (--state-dir)")
         if not node:
             raise BackendError("the sim backend needs the node name whose devices it reads (--node)")
         self.state_dir = Path(state_dir)
         self.node = node
-        self.last_errors: dict[str, str] = {}
 
     @property
     def _dir(self) -> Path:
@@ -71,8 +81,7 @@ class SimBackend(DeviceBackend):
                 continue
             devices.append(reading)
             workloads.extend(work)
-        self.last_errors = errors
-        return Snapshot.now(self.name, tuple(devices), tuple(workloads))
+        return Snapshot.now(self.name, tuple(devices), tuple(workloads), errors=errors)
 
 
 def parse_device_state(doc: Any, where: str) -> tuple[DeviceReading, list[WorkloadReading]]:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from npuobs.devices import units
 from npuobs.devices.autodetect import Detection, host_root
 from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading, ToolBackend
+from npuobs.devices.options import ToolOptions
 from npuobs.devices.registry import register
 from npuobs.devices.toolrun import resolve_tool, run_tool
 
@@ -277,7 +278,7 @@ def _has_pci_vendor(vendor: str) -> bool:
     return False
 
 
-@register("tpu")
+@register("tpu", options=ToolOptions, detection=DETECTION, detect=detect)
 class TpuBackend(ToolBackend):
     """Runs ``tpu-info`` (one-shot, not ``--streaming``) on every sample."""
 

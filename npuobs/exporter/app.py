@@ -1,8 +1,10 @@
 """The exporter: one backend, its sampler, the render cache, the HTTP server and optional OTLP push.
 
-:class:`Exporter` wires the pieces and holds the only mutable state: the collector statuses
-(for self-metrics) and the devices seen so far (to report vanished ones). All of it is touched
-only from the sampler thread; scrapes read the immutable rendered bytes.
+:class:`Exporter` wires the pieces and holds the only mutable state: the health of every source
+(for self-metrics) and the devices seen so far (to report vanished ones). Every source (the
+backend, each child of ``auto``, PodResources) runs through ``npuobs.devices.source``, the one
+runner that records success, duration, errors and last success. All of it is touched only from
+the sampler thread; scrapes read the immutable rendered bytes.
 
 Failure behaviour (see docs/exporter.md):
 
@@ -10,9 +12,10 @@ Failure behaviour (see docs/exporter.md):
   values: an outage must not hide behind its last good reading), ``npuobs_collector_success 0``,
   the error counted and logged; self-metrics and ``npuobs_exporter_build_info`` are still served
   and the scrape returns 200;
-- a sample that returns with per-device or per-child errors (``last_errors``) → the devices that
-  were read are served, the failing ones are ``up 0`` (sim) or missing (an ``auto`` child, whose
-  own collector shows 0);
+- a sample that returns with per-device errors (``Snapshot.errors``) or failed children
+  (``Snapshot.children``) → the devices that were read are served, the failing ones are ``up 0``
+  (sim) or missing (an ``auto`` child); every child of ``auto`` is a collector of its own, with
+  its own success, also when every child failed and ``auto`` itself fails;
 - a device seen earlier but missing now → ``npu_device_up 0`` and nothing else, until restart.
 """
 
@@ -21,7 +24,6 @@ from __future__ import annotations
 import html
 import logging
 import threading
-import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -30,14 +32,14 @@ from prometheus_client.core import Metric
 
 from npuobs import __version__
 from npuobs.devices import registry
-from npuobs.devices.base import DeviceBackend, Snapshot
+from npuobs.devices.base import DeviceBackend, Snapshot, SourceResult
+from npuobs.devices.source import Outcome, Source, SourceHealth, SourceStatus
 from npuobs.exporter import profiles
 from npuobs.exporter.collectors import device, pods, selfmetrics, workload
-from npuobs.exporter.collectors.selfmetrics import CollectorStatus
 from npuobs.exporter.config import ConfigError, ExporterConfig
-from npuobs.exporter.podresources.client import PodResourcesError, PodResourcesWatcher
+from npuobs.exporter.podresources.client import PodAttribution, PodResourcesWatcher
 from npuobs.exporter.render import RenderCache
-from npuobs.exporter.sampler import SampleOutcome, Sampler
+from npuobs.exporter.sampler import Sampler
 from npuobs.exporter.server import MetricsServer
 from npuobs.exporter.webconfig import WebConfig
 from npuobs.exporter.webconfig import load as load_web_config
@@ -56,7 +58,7 @@ class Exporter:
         if backend is None and not config.backend:
             raise ConfigError("no device backend: pass --backend or set `backend:` in the config file")
         self.cache = RenderCache()
-        self._statuses: dict[str, CollectorStatus] = {}
+        self.health = SourceHealth()
         self._known: dict[str, str] = {}  # device id -> vendor, every device ever seen
         self._reported_vanished: set[str] = set()
         self._latest: Snapshot | None = None
@@ -67,12 +69,17 @@ class Exporter:
         self.server = MetricsServer(host, port, self.cache, web=web, healthy=lambda: self._sampler.alive,
                                     landing=self._landing)
         try:
-            self.backend = backend or registry.create(config.backend, **config.backend_kwargs())
+            self.backend = backend or registry.build(config.backend, config.backend_options,
+                                                     context=config.backend_context())
         except BaseException:
             self.server.stop()
             raise
         self._sampler = Sampler(self.backend, config.interval, config.effective_sample_timeout, self._on_sample)
-        self._pods = PodResourcesWatcher(config.podresources) if config.podresources.enabled else None
+        self._pods: Source[PodAttribution | None] | None = None
+        if config.podresources.enabled:
+            watcher = self._watcher = PodResourcesWatcher(config.podresources)
+            # the RPC has its own deadline; the bound also covers connecting to a wedged socket
+            self._pods = Source(PodResourcesWatcher.COLLECTOR, watcher.poll, config.podresources.timeout + 1.0)
         self._otlp: OtlpPusher | None = None
         if config.otlp.endpoint:  # the OpenTelemetry SDK is imported only where OTLP is on
             from npuobs.exporter.otlp import OtlpPusher
@@ -100,7 +107,7 @@ class Exporter:
             self._otlp.stop()
         self.server.stop()
         if self._pods is not None:
-            self._pods.close()
+            self._watcher.close()
         self.backend.close()
 
     def __enter__(self) -> Exporter:
@@ -120,36 +127,33 @@ class Exporter:
         return self.cache.current is not None
 
     @property
-    def statuses(self) -> Mapping[str, CollectorStatus]:
+    def statuses(self) -> Mapping[str, SourceStatus]:
         """A copy (the sampler thread replaces entries while HTTP threads read)."""
-        return dict(self._statuses)
+        return self.health.statuses()
 
     # -- sampling ---------------------------------------------------------------------------------
-    def _status(self, name: str, ok: bool, duration: float, at: float) -> None:
-        old = self._statuses.get(name)
-        self._statuses[name] = CollectorStatus(
-            success=ok, duration_seconds=duration,
-            errors_total=(old.errors_total if old else 0) + (0 if ok else 1),
-            last_success=at if ok else (old.last_success if old else None))
+    def _record(self, result: SourceResult, *, logged: bool = False) -> None:
+        """Log a source's failure (unless ``logged`` already) and each failed child's; fold it all
+        into the health, where each child is a source of its own."""
+        if not result.ok and not logged:
+            log.error("collector sample failed", extra={"fields": {
+                "collector": result.source, "node": self.config.node,
+                "duration_seconds": round(result.duration, 4), "error": result.error}})
+        for child in result.children:
+            if not child.ok:
+                log.error("collector sample failed", extra={"fields": {
+                    "collector": child.source, "node": self.config.node,
+                    "duration_seconds": round(child.duration, 4), "error": child.error}})
+        self.health.record(result)
 
-    def _on_sample(self, outcome: SampleOutcome) -> None:
-        node, snap = self.config.node, outcome.snapshot
-        fields = {"collector": outcome.collector, "node": node, "duration_seconds": round(outcome.duration, 4)}
-        if snap is None:
-            log.error("collector sample failed", extra={"fields": {**fields, "error": outcome.error}})
-            self._status(outcome.collector, False, outcome.duration, outcome.started_at)
-        else:
-            children = set(outcome.children)
-            for name, message in sorted(outcome.partial_errors.items()):
-                what = "collector" if name in children else "device"
-                log.error(f"{what} read failed", extra={"fields": {**fields, what: name, "error": message}})
-            device_errors = {k: v for k, v in outcome.partial_errors.items() if k not in children}
-            self._status(outcome.collector, not device_errors, outcome.duration, outcome.started_at)
-            for child in sorted(children):
-                self._status(child, child not in outcome.partial_errors, outcome.duration, outcome.started_at)
+    def _on_sample(self, outcome: Outcome[Snapshot]) -> None:
+        snap = outcome.value
+        for dev, message in sorted(snap.errors.items()) if snap is not None else ():
+            log.error("device read failed", extra={"fields": {
+                "collector": outcome.result.source, "node": self.config.node, "device": dev, "error": message}})
+        self._record(outcome.result, logged=snap is not None)
         self._latest = snap
-        families = self._families(snap)
-        self.cache.update(families)
+        self.cache.update(self._families(snap))
         self._first_sample.set()
 
     def _vanished(self, snap: Snapshot) -> dict[str, str]:
@@ -174,25 +178,20 @@ class Exporter:
             families += device.collect(node, snap, self._vanished(snap))
             families += workload.collect(node, snap)
             families += self._pod_families(snap)
-        families += selfmetrics.collect(node, self._statuses, __version__)
+        families += selfmetrics.collect(node, self.health.statuses(), __version__)
         return profiles.apply(families, self.config.profile)
 
     def _pod_families(self, snap: Snapshot) -> list[Metric]:
         if self._pods is None:
             return []
-        t0, started = time.monotonic(), time.time()
-        try:
-            attribution = self._pods.poll()
-        except PodResourcesError as exc:
-            log.error("collector sample failed", extra={"fields": {
-                "collector": PodResourcesWatcher.COLLECTOR, "node": self.config.node, "error": str(exc)}})
-            self._status(PodResourcesWatcher.COLLECTOR, False, time.monotonic() - t0, started)
+        outcome = self._pods.execute()
+        if outcome.result.ok and outcome.value is None:  # socket absent: attribution is off, no collector
+            self.health.forget(self._pods.name)
             return []
-        if attribution is None:  # socket absent: attribution is off, no collector to report
-            self._statuses.pop(PodResourcesWatcher.COLLECTOR, None)
+        self._record(outcome.result)
+        if outcome.value is None:
             return []
-        self._status(PodResourcesWatcher.COLLECTOR, True, time.monotonic() - t0, started)
-        return pods.collect(self.config.node, snap, attribution, self.config.podresources.resource_names)
+        return pods.collect(self.config.node, snap, outcome.value, self.config.podresources.resource_names)
 
     # -- pages ------------------------------------------------------------------------------------
     def _landing(self) -> str:

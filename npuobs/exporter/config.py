@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from npuobs.devices import registry
+from npuobs.devices.base import BackendError
 from npuobs.schema import DEFAULT_PROFILE, PROFILES
 
 DEFAULT_LISTEN = "127.0.0.1:9400"
@@ -108,19 +110,14 @@ class ExporterConfig:
     def listen_address(self) -> tuple[str, int]:
         return parse_listen(self.listen, "listen")
 
-    def backend_kwargs(self) -> dict[str, Any]:
-        """Options for ``registry.create``: the file's ``backend_options`` plus node and state dir.
-
-        ``auto`` also gets a ``child_timeout`` (unless set) of 90 % of the sample timeout: a hung
+    def backend_context(self) -> dict[str, Any]:
+        """What the exporter knows for every backend (``registry.build``'s ``context``): the node,
+        the state dir and, for ``auto``, a ``child_timeout`` of 90 % of the sample timeout (a hung
         vendor then fails as its own collector within the sample, and the others still report,
-        instead of the whole ``auto`` sample timing out.
-        """
-        options: dict[str, Any] = {"node": self.node, **self.backend_options}
-        if self.state_dir is not None:
-            options["state_dir"] = self.state_dir
-        if self.backend == "auto":
-            options.setdefault("child_timeout", AUTO_CHILD_TIMEOUT_SHARE * self.effective_sample_timeout)
-        return options
+        instead of the whole ``auto`` sample timing out). A backend takes only the keys its
+        options declare; ``backend_options`` win."""
+        return {"node": self.node, "state_dir": self.state_dir,
+                "child_timeout": AUTO_CHILD_TIMEOUT_SHARE * self.effective_sample_timeout}
 
     def validate(self, where: str = "config") -> ExporterConfig:
         """Check cross-field constraints; returns self so construction can chain."""
@@ -141,6 +138,21 @@ class ExporterConfig:
         _positive(self.otlp.timeout, f"{where}: otlp.timeout")
         if not self.node:
             raise ConfigError(f"{where}: node must not be empty")
+        return self
+
+    def check_backend(self, where: str = "config") -> ExporterConfig:
+        """Check ``backend`` names a registered backend and ``backend_options`` fit its options
+        class (a typo is an error, not an ignored setting); returns self. Separate from
+        :meth:`validate` because an ``Exporter`` given a ready-made backend needs no registry entry."""
+        if self.backend:
+            try:
+                registry.entry(self.backend)
+            except BackendError as exc:
+                raise ConfigError(f"{where}: backend: {exc}") from None
+            try:
+                registry.parse_options(self.backend, self.backend_options)
+            except BackendError as exc:
+                raise ConfigError(f"{where}: backend_options: {exc}") from None
         return self
 
 
@@ -252,7 +264,7 @@ def from_dict(doc: Any, where: str = "config") -> ExporterConfig:
         if "headers" in ot:
             ot_kwargs["headers"] = _str_map(ot["headers"], f"{where}: key 'otlp.headers'")
         kwargs["otlp"] = OtlpConfig(**ot_kwargs)
-    return ExporterConfig(**kwargs).validate(where)
+    return ExporterConfig(**kwargs).validate(where).check_backend(where)
 
 
 def load(path: Path | str) -> ExporterConfig:
@@ -278,4 +290,4 @@ def override(config: ExporterConfig, **flags: Any) -> ExporterConfig:
         top["otlp"] = dataclasses.replace(config.otlp, **otlp)
     if pods:
         top["podresources"] = dataclasses.replace(config.podresources, **pods)
-    return dataclasses.replace(config, **top).validate("flags")
+    return dataclasses.replace(config, **top).validate("flags").check_backend("flags")

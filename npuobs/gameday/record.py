@@ -35,11 +35,11 @@ from prometheus_client.openmetrics.exposition import generate_latest
 
 from npuobs import __version__
 from npuobs.alerting import conventions as cv
-from npuobs.devices.base import Snapshot
+from npuobs.devices.base import Snapshot, SourceResult
 from npuobs.devices.sim import SimBackend
+from npuobs.devices.source import SourceHealth
 from npuobs.durations import format_duration
 from npuobs.exporter.collectors import device, selfmetrics, workload
-from npuobs.exporter.collectors.selfmetrics import CollectorStatus
 from npuobs.simulator.clock import VirtualClock
 from npuobs.simulator.fleet import Fleet, FleetConfig
 
@@ -142,19 +142,17 @@ class NodeScraper:
         self.backend = SimBackend(state_dir=state_dir, node=node)
         self.target = {"job": job, "instance": instance_label(node)}
         self._known: dict[str, str] = {}
-        self._status: CollectorStatus | None = None
+        self._health = SourceHealth()
 
     def families(self, now: float) -> list[Metric]:
         t0 = time.perf_counter()
         snap = self.backend.sample()
-        ok = not self.backend.last_errors
-        old = self._status
-        self._status = CollectorStatus(success=ok, duration_seconds=time.perf_counter() - t0,
-                                       errors_total=(old.errors_total if old else 0) + (0 if ok else 1),
-                                       last_success=now if ok else (old.last_success if old else None))
+        error = "; ".join(f"{part}: {m}" for part, m in sorted(snap.errors.items())) or None
+        # at virtual time ``now``: the scrape's instant, not the wall clock of this replay
+        self._health.record(SourceResult(self.backend.name, now, time.perf_counter() - t0, error))
         fams = device.collect(self.node, snap, self._vanished(snap))
         fams += workload.collect(self.node, snap)
-        fams += selfmetrics.collect(self.node, {self.backend.name: self._status}, __version__)
+        fams += selfmetrics.collect(self.node, self._health.statuses(), __version__)
         return fams
 
     def _vanished(self, snap: Snapshot) -> dict[str, str]:

@@ -9,24 +9,16 @@ a 0 would read as "last succeeded in 1970".
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from prometheus_client.core import Metric
 
+from npuobs.devices.source import SourceStatus
 from npuobs.exporter.collectors import family, non_empty
 
 
-@dataclass(frozen=True)
-class CollectorStatus:
-    """Where one collector stands after its latest attempt."""
-
-    success: bool
-    duration_seconds: float
-    errors_total: int
-    last_success: float | None  # unix time
-
-
-def collect(node: str, statuses: Mapping[str, CollectorStatus], version: str) -> list[Metric]:
+def collect(node: str, statuses: Mapping[str, SourceStatus], version: str) -> list[Metric]:
+    """One series set per source (``collector`` label): every backend, child of ``auto`` and
+    PodResources, as ``npuobs.devices.source.SourceHealth`` recorded them."""
     success, duration = family("npuobs_collector_success"), family("npuobs_collector_duration_seconds")
     last, errors = family("npuobs_collector_last_success_timestamp_seconds"), family("npuobs_collector_errors_total")
     build = family("npuobs_exporter_build_info")

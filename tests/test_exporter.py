@@ -62,7 +62,8 @@ def config(**kw) -> ExporterConfig:
 
 
 def test_routes_and_content_negotiation(sim_state: Path) -> None:
-    with Exporter(config(state_dir=sim_state)).start() as exp:
+    # one sample for the whole test: the plain and the gzipped body are compared byte for byte
+    with Exporter(config(state_dir=sim_state, interval=60)).start() as exp:
         assert exp.ready
         status, headers, text = get(f"{exp.url}/metrics")
         assert status == 200 and headers["Content-Type"] == TEXT

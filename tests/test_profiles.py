@@ -17,6 +17,7 @@ from npuobs.alerting.generate import Options, build_rules
 from npuobs.alerting.slo_spec import load_spec
 from npuobs.dashboards.promql import panel_queries
 from npuobs.devices import registry
+from npuobs.devices.source import SourceStatus
 from npuobs.exporter import profiles
 from npuobs.exporter.collectors import device, selfmetrics, workload
 from npuobs.exporter.config import ConfigError, from_dict
@@ -39,7 +40,7 @@ def families(tmp_path_factory: pytest.TempPathFactory) -> list:
     state = tmp_path_factory.mktemp("sim")
     Fleet(FleetConfig.single_node(8, node="n1"), state).run(10)
     snap = registry.create("sim", state_dir=state, node="n1").sample()
-    status = {"sim": selfmetrics.CollectorStatus(True, 0.01, 0, 1.0)}
+    status = {"sim": SourceStatus(True, 0.01, 0, 1.0)}
     return (device.collect("n1", snap, {}) + workload.collect("n1", snap)
             + selfmetrics.collect("n1", status, "test"))
 

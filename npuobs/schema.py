@@ -192,6 +192,10 @@ METRICS: tuple[MetricSpec, ...] = (
        extra=("op", "placement"), grafana_unit="s", profile=DBG),
     _d("npu_resets_total", C, "", "Device resets, by reason. Persisted by the driver across exporter restarts.",
        ("RESET",), extra=("reason",), detail=("reason",)),
+    _d("npu_counters_epoch_start_timestamp_seconds", G, "seconds",
+       "When the device's cumulative counters last started from zero (driver time). It changes only when "
+       "the driver lost every persisted copy of its counters and started a new counter epoch; the loss "
+       "also counts one driver reset.", ("RESET",), grafana_unit="dateTimeAsIso", profile=STD),
     _d("npu_errors_total", C, "", "Device errors, by kind (ECC, runtime, timeout, PCIe).", ("F1", "F8"),
        extra=("kind",)),
     _d("npu_oom_events_total", C, "", "Device memory allocation failures (out of memory).", ("F4",)),

@@ -5,8 +5,10 @@ store the simulator serializes, read back by the ``sim`` backend's parser."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -19,11 +21,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from npuobs.devices.sim import parse_device_state
+from npuobs.devices.sim import reading_from_state
 from npuobs.instrumentation import Exemplar, Identity, InferenceHandle, Instrumentation, MemoryStore, TracePolicy
 from npuobs.instrumentation import tracing as T
 from npuobs.instrumentation.sinks import EXEMPLAR_MAX_AGE_SECONDS
 from npuobs.schema import LATENCY_BUCKETS, REQUEST_OUTCOMES, metric
+from npuobs.statedoc import DeviceState
 
 LABELS = {"node": "n1", "device": "0", "model": "resnet"}
 
@@ -306,9 +309,11 @@ def test_memory_store_state_parses_as_the_sim_backend_reads_it() -> None:
     i.canary(checks=50, mismatches=2, accuracy_delta=0.04)
     doc = {"device": "0", "vendor": "sim", "model": "X", "state": "online",
            "counters": {"energy_joules_total": 0.0, "resets_total": {}, "errors_total": {},
-                        "oom_events_total": 0, "ops": store.ops_state()},
-           "runtime": store.runtime_state()}
-    reading, workloads = parse_device_state(doc, "test")
+                        "oom_events_total": 0, "ops": [asdict(o) for o in store.ops_state()]},
+           "runtime": asdict(store.runtime_state())}
+    state = DeviceState.from_json(json.loads(json.dumps(doc)), "test")  # through JSON, as the file holds it
+    assert state.runtime == store.runtime_state() and state.counters.ops == store.ops_state()
+    reading, workloads = reading_from_state(state)
     search = next(w for w in workloads if w.tenant == "search")
     assert search.latency.count == 4 and search.latency.sum == pytest.approx(0.236)
     assert dict(search.latency.buckets)[0.005] == 2 and dict(search.latency.buckets)[0.25] == 4
@@ -319,7 +324,7 @@ def test_memory_store_state_parses_as_the_sim_backend_reads_it() -> None:
     assert reading.ops[("matmul_int8", "device")].count == 3
     again = MemoryStore(("search", "canary"))
     again.restore(store.runtime_state(), store.ops_state())
-    assert again.runtime_state()["tenants"] == {**store.runtime_state()["tenants"]} and again.ops == store.ops
+    assert again.runtime_state().tenants == store.runtime_state().tenants and again.ops == store.ops
 
 
 def test_memory_store_serves_one_device_and_one_canary() -> None:

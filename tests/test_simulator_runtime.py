@@ -40,7 +40,7 @@ def test_fast_path_serves_like_the_general_loop(rate: float, cond: dict) -> None
     fast = _run(None, rate, cond)
     general = _run("not-a-tenant", rate, cond)
     assert fast == general
-    outcomes = {k for tenant in fast[1]["tenants"].values() for k in tenant["requests"]}
+    outcomes = {k for tenant in fast[1].tenants.values() for k in tenant.requests}
     assert "success" in outcomes
     if "memory_free_bytes" in cond:
         assert sum(s[1] for s in fast[0]) > 0, "no batch was large enough to fail its allocation"

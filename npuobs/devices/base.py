@@ -89,6 +89,8 @@ class DeviceReading:
     resets_total: Mapping[str, int] = field(default_factory=_empty)
     errors_total: Mapping[str, int] = field(default_factory=_empty)
     oom_events_total: int | None = None
+    # when the cumulative counters last started from zero (a driver that persists them says so)
+    counters_epoch_started_at: float | None = None
 
 
 @dataclass(frozen=True)

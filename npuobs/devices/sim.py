@@ -5,13 +5,14 @@ reports (resets, errors, OOMs, energy) are the driver's persisted ones and survi
 the exporter. A device whose file says ``offline`` is reported ``up=False`` with no sensor
 values; a device whose file is gone has vanished and is not reported at all; one unreadable file
 makes that one device ``up=False`` and is listed in the snapshot's ``errors``, the others still report.
+A node whose simulator stopped publishing (its process is gone, or it missed several heartbeats)
+fails the whole sample: frozen values are never served as current (``stale_reason``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from npuobs.devices.base import (
     BackendError,
@@ -26,12 +27,8 @@ from npuobs.devices.base import (
 from npuobs.devices.options import BackendOptions
 from npuobs.devices.registry import register
 from npuobs.schema import LATENCY_BUCKETS
-from npuobs.simulator.state import StateError, device_dir, read_json
-
-_SENSOR_FIELDS = (
-    "temperature_celsius", "temperature_throttle_threshold_celsius", "power_watts", "power_limit_watts",
-    "utilization_ratio", "clock_hertz", "clock_max_hertz",
-)
+from npuobs.simulator.state import StateError, device_dir, read_device_state, stale_reason
+from npuobs.statedoc import DeviceState, RuntimeState
 
 
 @dataclass(frozen=True)
@@ -67,79 +64,79 @@ class SimBackend(DeviceBackend):
         return tuple(r.info for r in self.sample().devices)
 
     def sample(self) -> Snapshot:
-        devices, workloads, errors = [], [], {}
+        devices, workloads, errors, stale = [], [], {}, None
         for path in self._files():
             try:
-                doc = read_json(path)
-                reading, work = parse_device_state(doc, str(path))
+                state = read_device_state(path)
             except FileNotFoundError:
                 continue  # vanished between listing and reading
-            except (StateError, BackendError) as exc:
+            except StateError as exc:
                 errors[path.stem] = str(exc)
                 devices.append(DeviceReading(info=DeviceInfo(device=path.stem, vendor="sim", model="unknown"),
                                              up=False))
                 continue
+            stale = stale or stale_reason(state.publisher)
+            reading, work = reading_from_state(state)
             devices.append(reading)
             workloads.extend(work)
+        if stale:
+            # frozen values must not pass for fresh ones: the whole sample fails, so the exporter
+            # reports success 0 and drops every device series of this node
+            raise BackendError(f"simulated node {self.node!r}: state in {self._dir} is stale: {stale}")
         return Snapshot.now(self.name, tuple(devices), tuple(workloads), errors=errors)
 
 
-def parse_device_state(doc: Any, where: str) -> tuple[DeviceReading, list[WorkloadReading]]:
-    """One device document → a reading and its runtime workloads; BackendError names the file."""
-    try:
-        info = DeviceInfo(device=str(doc["device"]), vendor=str(doc["vendor"]), model=str(doc["model"]),
-                          uuid=str(doc.get("uuid", "")), driver_version=str(doc.get("driver_version", "")),
-                          firmware_version=str(doc.get("firmware_version", "")),
-                          runtime_version=str(doc.get("runtime_version", "")))
-        c = doc["counters"]
-        sensors = doc.get("sensors") or {}
-        online = doc.get("state") == "online"
-        ops = {(o["op"], o["placement"]): OpStats(int(o["count"]), float(o["seconds"])) for o in c.get("ops", [])}
-        values = {k: (float(sensors[k]) if sensors.get(k) is not None else None) for k in _SENSOR_FIELDS}
-        reading = DeviceReading(
-            info=info,
-            up=online,
-            healthy=bool(sensors["healthy"]) if "healthy" in sensors else None,
-            energy_joules_total=float(c["energy_joules_total"]),
-            memory_used_bytes=int(sensors["memory_used_bytes"]) if "memory_used_bytes" in sensors else None,
-            memory_total_bytes=int(sensors["memory_total_bytes"]) if "memory_total_bytes" in sensors else None,
-            throttled=any(sensors["throttle_reasons"].values()) if "throttle_reasons" in sensors else None,
-            throttle_reasons={str(k): bool(v) for k, v in sensors.get("throttle_reasons", {}).items()},
-            ops=ops,
-            resets_total={str(k): int(v) for k, v in c["resets_total"].items()},
-            errors_total={str(k): int(v) for k, v in c["errors_total"].items()},
-            oom_events_total=int(c["oom_events_total"]),
-            **values,
-        )
-        workloads = _workloads(info.device, doc["runtime"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BackendError(f"{where}: malformed device state ({type(exc).__name__}: {exc})") from exc
-    return reading, workloads
+def reading_from_state(state: DeviceState) -> tuple[DeviceReading, list[WorkloadReading]]:
+    """One device document → a reading and its runtime workloads."""
+    info = DeviceInfo(device=state.device, vendor=state.vendor, model=state.model, uuid=state.uuid,
+                      driver_version=state.driver_version, firmware_version=state.firmware_version,
+                      runtime_version=state.runtime_version)
+    c, s = state.counters, state.sensors
+    reading = DeviceReading(
+        info=info,
+        up=state.state == "online",
+        healthy=s.healthy if s else None,
+        temperature_celsius=s.temperature_celsius if s else None,
+        temperature_throttle_threshold_celsius=s.temperature_throttle_threshold_celsius if s else None,
+        power_watts=s.power_watts if s else None,
+        power_limit_watts=s.power_limit_watts if s else None,
+        utilization_ratio=s.utilization_ratio if s else None,
+        clock_hertz=s.clock_hertz if s else None,
+        clock_max_hertz=s.clock_max_hertz if s else None,
+        memory_used_bytes=s.memory_used_bytes if s else None,
+        memory_total_bytes=s.memory_total_bytes if s else None,
+        throttled=any(s.throttle_reasons.values()) if s else None,
+        throttle_reasons=dict(s.throttle_reasons) if s else {},
+        energy_joules_total=c.energy_joules_total,
+        ops={(o.op, o.placement): OpStats(o.count, o.seconds) for o in c.ops},
+        resets_total=dict(c.resets_total),
+        errors_total=dict(c.errors_total),
+        oom_events_total=c.oom_events_total,
+        counters_epoch_started_at=c.epoch_started_at,
+    )
+    return reading, _workloads(info.device, state.runtime)
 
 
-def _workloads(device: str, rt: dict[str, Any]) -> list[WorkloadReading]:
+def _workloads(device: str, rt: RuntimeState) -> list[WorkloadReading]:
     out = []
-    for tenant, t in rt["tenants"].items():
-        counts = [int(x) for x in t["buckets"]]
-        if len(counts) != len(LATENCY_BUCKETS) + 1:
-            raise ValueError(f"tenant {tenant}: {len(counts)} latency buckets, expected {len(LATENCY_BUCKETS) + 1}")
+    for tenant, t in rt.tenants.items():
+        if len(t.buckets) != len(LATENCY_BUCKETS) + 1:
+            continue  # a histogram with other buckets than the schema's cannot be served
         cumulative, running = [], 0
-        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), t.buckets, strict=True):
             running += n
             cumulative.append((bound, running))
         canary = tenant == "canary"
-        exemplar = t.get("exemplar")
         out.append(WorkloadReading(
-            device=device, model=str(rt["model"]), tenant=str(tenant),
-            latency=Histogram(tuple(cumulative), float(t["sum"])),
-            requests_total={str(k): int(v) for k, v in t["requests"].items()},
-            queue_length=int(t["queue_length"]),
-            model_load_seconds=float(rt["model_load_seconds"]) if rt.get("model_load_seconds") is not None else None,
-            cold_starts_total=int(t["cold_starts"]),
-            accuracy_delta_ratio=(float(rt["accuracy_delta_ratio"])
-                                  if canary and rt.get("accuracy_delta_ratio") is not None else None),
-            golden_checks_total=int(rt["golden_checks_total"]) if canary else 0,
-            golden_mismatches_total=int(rt["golden_mismatches_total"]) if canary else 0,
-            latency_exemplar=(str(exemplar[0]), float(exemplar[1])) if exemplar else None,
+            device=device, model=rt.model, tenant=tenant,
+            latency=Histogram(tuple(cumulative), t.sum),
+            requests_total=dict(t.requests),
+            queue_length=t.queue_length,
+            model_load_seconds=rt.model_load_seconds,
+            cold_starts_total=t.cold_starts,
+            accuracy_delta_ratio=rt.accuracy_delta_ratio if canary else None,
+            golden_checks_total=rt.golden_checks_total if canary else 0,
+            golden_mismatches_total=rt.golden_mismatches_total if canary else 0,
+            latency_exemplar=(t.exemplar[0], t.exemplar[1]) if t.exemplar else None,
         ))
     return out

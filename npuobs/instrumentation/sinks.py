@@ -7,8 +7,9 @@ six or seven per request), which is what keeps the per-inference overhead within
 
 Two ways out, the pluggable part:
 
-- the simulator serializes its device's store into the driver-like state document that the
-  ``sim`` backend reads (``runtime_state``/``ops_state``, and ``restore`` after a restart);
+- the simulator puts its device's store into the typed device state document
+  (``npuobs.statedoc``) that the ``sim`` backend reads (``runtime_state``/``ops_state``, and
+  ``restore`` after a restart);
 - a real server exposes its stores through ``PrometheusSink``, a prometheus_client collector that
   renders them at scrape time as the schema's metric families, with the slowest recent kept trace
   as an OpenMetrics exemplar on the latency bucket that holds it, as the exporter renders the
@@ -22,7 +23,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -32,6 +33,7 @@ from prometheus_client.samples import Exemplar as PromExemplar
 from prometheus_client.utils import floatToGoString
 
 from npuobs.schema import LATENCY_BUCKETS, OP_PLACEMENTS, REQUEST_OUTCOMES, MetricType, metric
+from npuobs.statedoc import OpCount, RuntimeState, TenantRuntime
 from npuobs.thresholds import DEFAULT
 
 _BOUNDS = np.asarray(LATENCY_BUCKETS)
@@ -179,32 +181,29 @@ class MemoryStore:
                 self.accuracy_delta = accuracy_delta
 
     # -- the state document ---------------------------------------------------------------------------
-    def runtime_state(self) -> dict[str, Any]:
-        """The document's ``runtime`` object."""
+    def runtime_state(self) -> RuntimeState:
+        """The document's ``runtime`` part (``npuobs.statedoc``)."""
         with self.lock:
-            return {
-                "model": self.identity.model if self.identity else "",
-                "queue_length": sum(s.queue_length for s in self.tenants.values()),
-                "model_load_seconds": self.model_load_seconds,
-                "accuracy_delta_ratio": self.accuracy_delta,
-                "golden_checks_total": self.golden_checks,
-                "golden_mismatches_total": self.golden_mismatches,
-                "tenants": {
-                    t: {"buckets": list(s.bucket_counts), "sum": s.latency_sum, "requests": dict(s.requests),
-                        "cold_starts": s.cold_starts, "queue_length": s.queue_length,
-                        # [trace_id, seconds, unix time]: readers of [trace_id, seconds] still work
-                        "exemplar": list(s.exemplar) if s.exemplar else None}
-                    for t, s in self.tenants.items()
-                },
-            }
+            return RuntimeState(
+                model=self.identity.model if self.identity else "",
+                queue_length=sum(s.queue_length for s in self.tenants.values()),
+                model_load_seconds=self.model_load_seconds,
+                accuracy_delta_ratio=self.accuracy_delta,
+                golden_checks_total=self.golden_checks,
+                golden_mismatches_total=self.golden_mismatches,
+                tenants={t: TenantRuntime(buckets=tuple(s.bucket_counts), sum=s.latency_sum,
+                                          requests=dict(s.requests), cold_starts=s.cold_starts,
+                                          queue_length=s.queue_length,
+                                          exemplar=tuple(s.exemplar) if s.exemplar else None)
+                         for t, s in self.tenants.items()},
+            )
 
-    def ops_state(self) -> list[dict[str, Any]]:
+    def ops_state(self) -> tuple[OpCount, ...]:
         """The device counters' ``ops`` list."""
         with self.lock:
-            return [{"op": op, "placement": pl, "count": int(c), "seconds": sec}
-                    for (op, pl), (c, sec) in sorted(self.ops.items())]
+            return tuple(OpCount(op, pl, int(c), sec) for (op, pl), (c, sec) in sorted(self.ops.items()))
 
-    def restore(self, runtime: dict[str, Any], ops: list[dict[str, Any]]) -> None:
+    def restore(self, runtime: RuntimeState, ops: Sequence[OpCount]) -> None:
         """Continue the cumulative series of a previous document (a restarted simulator).
 
         Gauges (queue length, model load, accuracy delta) are not restored: they described the
@@ -212,20 +211,19 @@ class MemoryStore:
         histogram has other buckets than ours (its counts cannot be continued).
         """
         with self.lock:
-            self.ops = {(o["op"], o["placement"]): [int(o["count"]), float(o["seconds"])] for o in ops
-                        if o["placement"] in OP_PLACEMENTS}
-            self.golden_checks = int(runtime.get("golden_checks_total", 0))
-            self.golden_mismatches = int(runtime.get("golden_mismatches_total", 0))
-            for tenant, t in runtime.get("tenants", {}).items():
-                if tenant not in self.tenants or len(t.get("buckets", [])) != len(LATENCY_BUCKETS) + 1:
+            self.ops = {(o.op, o.placement): [o.count, o.seconds] for o in ops if o.placement in OP_PLACEMENTS}
+            self.golden_checks = runtime.golden_checks_total
+            self.golden_mismatches = runtime.golden_mismatches_total
+            for tenant, t in runtime.tenants.items():
+                if tenant not in self.tenants or len(t.buckets) != len(LATENCY_BUCKETS) + 1:
                     continue
-                e = t.get("exemplar")
+                e = t.exemplar
                 self.tenants[tenant] = TenantSeries(
-                    bucket_counts=[int(x) for x in t["buckets"]], latency_sum=float(t["sum"]),
+                    bucket_counts=list(t.buckets), latency_sum=t.sum,
                     requests={**dict.fromkeys(REQUEST_OUTCOMES, 0),
-                              **{k: int(v) for k, v in t["requests"].items() if k in REQUEST_OUTCOMES}},
-                    cold_starts=int(t["cold_starts"]),
-                    exemplar=Exemplar(str(e[0]), float(e[1]), float(e[2])) if e and len(e) == 3 else None)
+                              **{k: v for k, v in t.requests.items() if k in REQUEST_OUTCOMES}},
+                    cold_starts=t.cold_starts,
+                    exemplar=Exemplar(*e) if e else None)
 
 
 class Sink(Protocol):

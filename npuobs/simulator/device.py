@@ -1,16 +1,15 @@
 """One simulated NPU: hardware spec + physical model + inference runtime + fault effects + counters.
 
 Each tick the device turns its active faults into runtime conditions, runs the runtime, feeds
-the busy time into the physical model and updates its event counters. ``to_state()`` is what the
-"driver" publishes; ``from_state()`` restores the cumulative counters, so resets, errors, OOMs
-and energy survive a restart of the simulator just as a real driver's counters survive a
-restart of the exporter reading them.
+the busy time into the physical model and updates its event counters. ``to_state()`` is the
+typed document (``npuobs.statedoc``) the "driver" publishes; ``restore()`` continues the
+cumulative counters, so resets, errors, OOMs and energy survive a restart of the simulator
+just as a real driver's counters survive a restart of the exporter reading them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -25,8 +24,8 @@ from npuobs.simulator.runtime import (
     Conditions,
     InferenceRuntime,
 )
+from npuobs.statedoc import Counters, DeviceState, Publisher, Sensors
 
-STATE_VERSION = 1
 CANARY_TENANT = "canary"
 F2_COOLING_FACTOR = 2.6  # thermal resistance multiplier of a failed fan
 F3_SCALE_FACTOR = 4.0  # calibration error of the corrupted INT8 scales
@@ -67,6 +66,7 @@ class SimDevice:
         self.leaked_bytes = 0
         self._corrupted = None
         self.versions = (spec.driver_version, spec.firmware_version, spec.runtime_version)
+        self.epoch_started_at: float | None = None  # set by the fleet: restored, or the first publication
 
     # -- faults ------------------------------------------------------------------------------
     def _conditions(self, faults: list[Fault], now: float, serving: Serving) -> tuple[Conditions, set[str]]:
@@ -121,54 +121,60 @@ class SimDevice:
             self.errors["ecc_corrected"] += 1
 
     # -- published state ---------------------------------------------------------------------
-    def to_state(self, now: float) -> dict[str, Any]:
+    def to_state(self, now: float, publisher: Publisher | None = None) -> DeviceState:
         s: ThermalState = self.physics.state
         rt = self.runtime
         driver, firmware, runtime_v = self.versions
-        state: dict[str, Any] = {
-            "version": STATE_VERSION,
-            "updated_at": now,
-            "device": self.id,
-            "vendor": self.spec.vendor,
-            "model": self.spec.model,
-            "uuid": self.uuid,
-            "driver_version": driver,
-            "firmware_version": firmware,
-            "runtime_version": runtime_v,
-            "state": "online" if self.online else "offline",
-            "counters": {
-                "energy_joules_total": s.energy_joules,
-                "resets_total": self.resets,
-                "errors_total": self.errors,
-                "oom_events_total": self.oom_events,
-                "ops": rt.store.ops_state(),  # recorded by the runtime, persisted like a driver counter
-                "applied_resets": self.applied_resets,
-            },
-            "runtime": rt.store.runtime_state(),
-        }
+        sensors = None
         if self.online:
-            state["sensors"] = {
-                "healthy": not self.errors["ecc_uncorrected"],
-                "temperature_celsius": round(s.temperature_celsius, 3),
-                "temperature_throttle_threshold_celsius": self.spec.throttle_celsius,
-                "power_watts": round(s.power_watts, 3),
-                "power_limit_watts": self.spec.tdp_watts,
-                "utilization_ratio": round(s.utilization, 4),
-                "memory_used_bytes": self._base_memory() + self.leaked_bytes,
-                "memory_total_bytes": self.spec.memory_bytes,
-                "clock_hertz": self.physics.clock_hz,
-                "clock_max_hertz": self.spec.clock_max_hz,
+            sensors = Sensors(
+                healthy=not self.errors["ecc_uncorrected"],
+                temperature_celsius=round(s.temperature_celsius, 3),
+                temperature_throttle_threshold_celsius=self.spec.throttle_celsius,
+                power_watts=round(s.power_watts, 3),
+                power_limit_watts=self.spec.tdp_watts,
+                utilization_ratio=round(s.utilization, 4),
+                memory_used_bytes=self._base_memory() + self.leaked_bytes,
+                memory_total_bytes=self.spec.memory_bytes,
+                clock_hertz=self.physics.clock_hz,
+                clock_max_hertz=self.spec.clock_max_hz,
                 # the simulated firmware only throttles for heat; other reasons are not reported
-                "throttle_reasons": {"thermal": s.throttled},
-            }
-        return state
+                throttle_reasons={"thermal": s.throttled},
+            )
+        return DeviceState(
+            device=self.id, vendor=self.spec.vendor, model=self.spec.model, uuid=self.uuid,
+            driver_version=driver, firmware_version=firmware, runtime_version=runtime_v,
+            state="online" if self.online else "offline",
+            updated_at=now,
+            counters=Counters(
+                energy_joules_total=s.energy_joules,
+                resets_total=dict(self.resets),
+                errors_total=dict(self.errors),
+                oom_events_total=self.oom_events,
+                ops=rt.store.ops_state(),  # recorded by the runtime, persisted like a driver counter
+                applied_resets=tuple(self.applied_resets),
+                epoch_started_at=self.epoch_started_at,
+            ),
+            runtime=rt.store.runtime_state(),
+            sensors=sensors,
+            publisher=publisher,
+        )
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: DeviceState) -> None:
         """Continue the cumulative counters of a previous run (the driver's persisted state)."""
-        c = state.get("counters", {})
-        self.physics.state.energy_joules = float(c.get("energy_joules_total", 0.0))
-        self.resets.update({k: int(v) for k, v in c.get("resets_total", {}).items() if k in self.resets})
-        self.errors.update({k: int(v) for k, v in c.get("errors_total", {}).items() if k in self.errors})
-        self.oom_events = int(c.get("oom_events_total", 0))
-        self.applied_resets = list(c.get("applied_resets", []))
-        self.runtime.store.restore(state.get("runtime", {}), c.get("ops", []))
+        c = state.counters
+        self.physics.state.energy_joules = c.energy_joules_total
+        self.resets.update({k: v for k, v in c.resets_total.items() if k in self.resets})
+        self.errors.update({k: v for k, v in c.errors_total.items() if k in self.errors})
+        self.oom_events = c.oom_events_total
+        self.applied_resets = list(c.applied_resets)
+        if c.epoch_started_at is not None:
+            self.epoch_started_at = c.epoch_started_at
+        self.runtime.store.restore(state.runtime, c.ops)
+
+    def new_epoch(self, now: float) -> None:
+        """Every persisted copy of this device's counters was lost: the counters start from zero
+        again, visibly. The epoch start moves to ``now`` (``npu_counters_epoch_start_timestamp_seconds``)
+        and the loss counts as one driver reset, as a reloaded driver's would."""
+        self.epoch_started_at = now
+        self.resets["driver"] += 1

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from npuobs.schema import RESET_REASONS
+from npuobs.simulator.state import StateError, check_private_dir, ensure_private_dir, write_atomic
 
 FAULTS: dict[str, str] = {
     "F1": "device offline: the device stops answering; requests fail with device errors",
@@ -67,30 +68,60 @@ class FaultBook:
         self.path = Path(state_dir) / "control" / "faults.json"
 
     @contextmanager
-    def _locked(self) -> Iterator[list[Fault]]:
+    def _locked(self, *, replace_unreadable: bool = False) -> Iterator[list[Fault]]:
+        """The faults under an exclusive lock, written back (privately, atomically) on exit.
+
+        The state directory and control/ must be private (``ensure_private_dir``); the lock file is
+        opened with ``O_NOFOLLOW`` and the new file is written through ``write_atomic``, so a link
+        planted in the directory is never followed. ``replace_unreadable`` lets ``clear`` of
+        everything overwrite a corrupt file (the one way out of it from the CLI).
+        """
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            check_private_dir(self.path.parent.parent)
+            ensure_private_dir(self.path.parent)
+            fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except StateError as exc:
+            raise FaultError(str(exc)) from None
         except OSError as exc:
             raise FaultError(f"cannot open fault control file {self.path}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            faults = self._read()
+            try:
+                faults = self._read()
+            except FaultError:
+                if not replace_unreadable:
+                    raise
+                faults = []
             yield faults
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps([asdict(f) for f in faults], indent=1))
-            os.replace(tmp, self.path)
+            try:
+                write_atomic(self.path, json.dumps([asdict(f) for f in faults], indent=1))
+            except OSError as exc:
+                raise FaultError(f"cannot write fault control file {self.path}: {exc.strerror}") from exc
         finally:
             os.close(fd)
 
     def _read(self) -> list[Fault]:
         try:
-            raw = json.loads(self.path.read_text())
-            return [Fault(**item) for item in raw]
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return []
-        except (OSError, ValueError, TypeError) as exc:
-            raise FaultError(f"fault control file {self.path} is unreadable: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise FaultError(f"fault control file {self.path} is unreadable: {exc} "
+                             f"(`npuobs sim clear --state-dir {self.path.parent.parent}` replaces it)") from exc
+        if not isinstance(raw, list):
+            raise FaultError(f"fault control file {self.path}: expected a list of faults, got {type(raw).__name__}")
+        faults = []
+        for i, item in enumerate(raw):
+            try:
+                fault = Fault(**item)
+                if not (isinstance(fault.kind, str) and isinstance(fault.node, str) and isinstance(fault.device, str)
+                        and isinstance(fault.since, int | float)
+                        and (fault.until is None or isinstance(fault.until, int | float))):
+                    raise TypeError("wrong field types")
+            except TypeError as exc:
+                raise FaultError(f"fault control file {self.path}: entry {i} is not a fault ({exc})") from None
+            faults.append(fault)
+        return faults
 
     def read(self) -> list[Fault]:
         return self._read()
@@ -116,7 +147,8 @@ class FaultBook:
               fault_id: str | None = None) -> list[Fault]:
         """Remove matching faults (all of them with no filter); returns what was removed."""
         kind = validate_kind(kind) if kind else None
-        with self._locked() as faults:
+        everything = fault_id is None and kind is None and not node and not device
+        with self._locked(replace_unreadable=everything) as faults:
             removed = [f for f in faults if (fault_id is None or f.id == fault_id)
                        and (kind is None or f.kind == kind)
                        and (not node or f.node in ("", node))

@@ -8,7 +8,7 @@ the devices, reads the fault control file every tick, and publishes the driver-l
 from __future__ import annotations
 
 import dataclasses
-import os
+import logging
 import threading
 import zlib
 from collections.abc import Callable
@@ -23,14 +23,19 @@ from threadpoolctl import threadpool_limits
 from npuobs.instrumentation.control import CPU, ServingControl
 from npuobs.simulator.clock import VirtualClock
 from npuobs.simulator.device import F3_SCALE_FACTOR, Serving, SimDevice
-from npuobs.simulator.faults import FaultBook
+from npuobs.simulator.faults import Fault, FaultBook, FaultError
 from npuobs.simulator.hardware import CATALOGUE
 from npuobs.simulator.loadgen import PROFILES, LoadProfile
 from npuobs.simulator.state import (
+    PREVIOUS_SUFFIX,
     StateError,
     device_dir,
     device_file,
+    ensure_private_dir,
     fleet_file,
+    previous_file,
+    publisher,
+    read_device_state,
     read_json,
     write_json_atomic,
 )
@@ -39,6 +44,7 @@ DEFAULT_MODEL = "digits-mlp"
 FIRST_VERSION = "v1"
 CALIBRATIONS = ("good", "bad")  # a rollout's ``calibration`` attribute; "bad": F3-style corrupted INT8 scales
 RESET_DOWNTIME_SECONDS = 10.0  # a driver restart through the control API: down this long, then a cold start
+log = logging.getLogger("npuobs.simulator")
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,10 @@ class Fleet:
         self.config = config
         self.state_dir = Path(state_dir)
         self.clock = clock or VirtualClock()
+        self._check_dirs()
         self.faults = FaultBook(self.state_dir)
+        self._faults: list[Fault] = []  # the last readable control file
+        self._problems: dict[str, str] = {}  # what -> message already logged (one line per new problem)
         self._resume_timeline()
         self.rng = np.random.default_rng(config.seed)
         self.devices: list[SimDevice] = []
@@ -179,6 +188,14 @@ class Fleet:
         return {(d.node, d.id): Serving((d.node, d.id) in drained, host_only, self._version_model)
                 for d in self.devices}
 
+    def _check_dirs(self) -> None:
+        """Start-up check of every directory the fleet writes (StateError, one line): the state
+        directory, each node's devices/ and control/; created private (0700) when missing."""
+        for path in (self.state_dir, self.state_dir / "nodes", self.state_dir / "control",
+                     *(device_dir(self.state_dir, n.name).parent for n in self.config.nodes),
+                     *(device_dir(self.state_dir, n.name) for n in self.config.nodes)):
+            ensure_private_dir(path)
+
     def _resume_timeline(self) -> None:
         """A fleet restarted on an old state dir continues its virtual time, so faults injected
         with a virtual ``until`` and timestamps in the state never jump backwards."""
@@ -190,23 +207,65 @@ class Fleet:
             self.clock.resume_at(previous)
 
     def _restore(self, dev: SimDevice) -> None:
+        """Continue ``dev``'s counters from its last readable generation, or start a visible new epoch.
+
+        The current file first, then the kept previous generation (a torn or corrupt current file
+        costs one publication). When files exist but none is readable, the counters start from zero
+        as a new epoch: logged, counted as one driver reset, and ``epoch_started_at`` moves to now,
+        so no counter goes backwards unannounced.
+        """
         path = device_file(self.state_dir, dev.node, dev.id)
-        try:
-            previous = read_json(path)
-        except FileNotFoundError:
-            return
-        except StateError:
-            return  # a torn or foreign file: start this device's counters afresh
-        if isinstance(previous, dict) and previous.get("uuid") == dev.uuid:
-            dev.restore(previous)
+        problems = []
+        for candidate in (path, previous_file(path)):
+            try:
+                state = read_device_state(candidate)
+            except FileNotFoundError:
+                continue
+            except StateError as exc:
+                problems.append(str(exc))
+                continue
+            if state.uuid != dev.uuid:
+                problems.append(f"{candidate} belongs to device {state.uuid!r}, not {dev.uuid!r}")
+                continue
+            dev.restore(state)
+            if problems:
+                log.warning("%s/%s: recovered counters from %s (%s)", dev.node, dev.id, candidate, problems[0])
+            break
+        else:
+            if problems:
+                dev.new_epoch(self.clock.now)
+                log.error("%s/%s: no readable copy of the device's counters (%s); counters start a new epoch "
+                          "from zero, counted as one driver reset", dev.node, dev.id, "; ".join(problems))
+        if dev.epoch_started_at is None:
+            dev.epoch_started_at = self.clock.now  # a first start: the epoch begins now
 
     def _prune_stale_files(self) -> None:
         """Remove device files of devices this fleet no longer has (they vanished)."""
         keep = {device_file(self.state_dir, d.node, d.id) for d in self.devices}
+        keep |= {previous_file(p) for p in keep}
         nodes_root = self.state_dir / "nodes"
-        for path in nodes_root.glob("*/devices/*.json") if nodes_root.is_dir() else ():
-            if path not in keep:
-                path.unlink(missing_ok=True)
+        for pattern in ("*/devices/*.json", f"*/devices/*.json{PREVIOUS_SUFFIX}"):
+            for path in nodes_root.glob(pattern) if nodes_root.is_dir() else ():
+                if path not in keep:
+                    path.unlink(missing_ok=True)
+
+    def _report(self, what: str, problem: str | None) -> None:
+        """Log a problem once when it appears (and once when it clears), never once per tick."""
+        if problem is None:
+            if self._problems.pop(what, None) is not None:
+                log.warning("%s: recovered", what)
+        elif self._problems.get(what) != problem:
+            self._problems[what] = problem
+            log.error("%s", problem)
+
+    def active_faults(self) -> list[Fault]:
+        """The control file's faults; a corrupt file is reported once and the last good list kept."""
+        try:
+            self._faults = self.faults.read()
+            self._report("control file", None)
+        except FaultError as exc:
+            self._report("control file", f"{exc}; keeping the {len(self._faults)} fault(s) read before")
+        return self._faults
 
     def device(self, node: str, device: str) -> SimDevice:
         for d in self.devices:
@@ -216,7 +275,7 @@ class Fleet:
 
     def tick(self) -> None:
         t0, dt = self.clock.now, self.config.tick_seconds
-        active = [f for f in self.faults.read() if f.active(t0)]
+        active = [f for f in self.active_faults() if f.active(t0)]
         serving = self._serving()
         if self._reload:
             self._reload = False
@@ -236,14 +295,29 @@ class Fleet:
             self.control.set_in_flight(dev.node, dev.id, dev.runtime.queue_length)
         self.clock.advance(dt)
 
-    def publish(self) -> None:
+    def publish(self, heartbeat_seconds: float | None = None) -> None:
+        """Write every device document and the fleet file. ``heartbeat_seconds`` is the wall time
+        until the next publication (None: no further one is planned). A file that cannot be written
+        is reported once and the fleet keeps running; its readers see the document age."""
         now = self.clock.now
+        pub = publisher(heartbeat_seconds)
         for dev in self.devices:
-            write_json_atomic(device_file(self.state_dir, dev.node, dev.id), dev.to_state(now))
-        write_json_atomic(fleet_file(self.state_dir), {
-            "now": now, "speed": self.clock.speed, "pid": os.getpid(), "seed": self.config.seed,
-            "nodes": {n.name: [str(i) for i in range(len(n.devices))] for n in self.config.nodes},
-        })
+            path = device_file(self.state_dir, dev.node, dev.id)
+            try:
+                write_json_atomic(path, dev.to_state(now, pub).to_json(), keep_previous=True)
+                self._report(str(path.parent), None)
+            except OSError as exc:
+                self._report(str(path.parent), f"cannot publish {path}: {exc.strerror or exc}; the fleet keeps "
+                             "running and retries every publication")
+        path = fleet_file(self.state_dir)
+        try:
+            write_json_atomic(path, {
+                "now": now, "speed": self.clock.speed, "pid": pub.pid, "seed": self.config.seed,
+                "nodes": {n.name: [str(i) for i in range(len(n.devices))] for n in self.config.nodes},
+            })
+            self._report(str(path), None)
+        except OSError as exc:
+            self._report(str(path), f"cannot publish {path}: {exc.strerror or exc}; retrying every publication")
 
     def run(self, duration: float, on_tick: Callable[[Fleet], None] | None = None,
             publish_every: float = 1.0, stop: threading.Event | None = None) -> None:
@@ -251,10 +325,12 @@ class Fleet:
         ``publish_every`` virtual seconds."""
         end = self.clock.now + duration
         next_publish = self.clock.now
+        # wall seconds between publications; unpaced runs publish far more often than once a second
+        heartbeat = publish_every / self.clock.speed if self.clock.speed else 1.0
         while self.clock.now < end and not (stop and stop.is_set()):
             self.tick()
             if self.clock.now >= next_publish:
-                self.publish()
+                self.publish(heartbeat)
                 next_publish = self.clock.now + publish_every
                 if on_tick:
                     on_tick(self)

@@ -27,6 +27,7 @@ _GAUGES = (
     ("memory_total_bytes", "npu_memory_total_bytes"),
     ("clock_hertz", "npu_clock_hertz"),
     ("clock_max_hertz", "npu_clock_max_hertz"),
+    ("counters_epoch_started_at", "npu_counters_epoch_start_timestamp_seconds"),
 )
 
 

@@ -280,8 +280,8 @@ class _Reader:
             raise self.fail(path, "an object", v)
         return v
 
-    def list_(self, v: Any, path: str) -> list[Any]:
-        if not isinstance(v, list):
+    def list_(self, v: Any, path: str) -> list[Any] | tuple[Any, ...]:
+        if not isinstance(v, list | tuple):
             raise self.fail(path, "a list", v)
         return v
 

@@ -37,6 +37,7 @@ from npuobs.simulator.state import (
     publisher,
     read_device_state,
     read_json,
+    remove_temporaries,
     write_json_atomic,
 )
 
@@ -244,6 +245,8 @@ class Fleet:
         keep = {device_file(self.state_dir, d.node, d.id) for d in self.devices}
         keep |= {previous_file(p) for p in keep}
         nodes_root = self.state_dir / "nodes"
+        for node in self.config.nodes:
+            remove_temporaries(device_dir(self.state_dir, node.name))
         for pattern in ("*/devices/*.json", f"*/devices/*.json{PREVIOUS_SUFFIX}"):
             for path in nodes_root.glob(pattern) if nodes_root.is_dir() else ():
                 if path not in keep:
@@ -301,14 +304,19 @@ class Fleet:
         is reported once and the fleet keeps running; its readers see the document age."""
         now = self.clock.now
         pub = publisher(heartbeat_seconds)
+        failed: dict[Path, str] = {}
         for dev in self.devices:
             path = device_file(self.state_dir, dev.node, dev.id)
             try:
                 write_json_atomic(path, dev.to_state(now, pub).to_json(), keep_previous=True)
-                self._report(str(path.parent), None)
             except OSError as exc:
-                self._report(str(path.parent), f"cannot publish {path}: {exc.strerror or exc}; the fleet keeps "
-                             "running and retries every publication")
+                failed.setdefault(path.parent, str(exc.strerror or exc))
+        for node in self.config.nodes:
+            where = device_dir(self.state_dir, node.name)
+            problem = failed.get(where)
+            self._report(str(where), None if problem is None else (
+                f"cannot publish device state in {where}: {problem}; the fleet keeps running and retries "
+                "every publication"))
         path = fleet_file(self.state_dir)
         try:
             write_json_atomic(path, {

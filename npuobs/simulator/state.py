@@ -32,6 +32,7 @@ import psutil
 from npuobs.statedoc import DeviceState, DocumentError, Publisher
 
 PREVIOUS_SUFFIX = ".prev"
+TEMP_SUFFIX = ".tmp"
 STALE_HEARTBEATS = 5
 """A publisher that missed this many heartbeats in a row is considered gone."""
 STALE_MIN_SECONDS = 10.0
@@ -97,33 +98,37 @@ def ensure_private_dir(path: Path) -> Path:
 def write_atomic(path: Path, text: str, *, keep_previous: bool = False) -> None:
     """Write ``text`` to ``path`` through a private temporary file and a rename.
 
-    With ``keep_previous`` the file being replaced stays readable as ``<name>.prev``. Raises
-    OSError (the caller decides whether that is fatal).
+    With ``keep_previous`` the file being replaced stays readable as ``<name>.prev``: it is
+    hard-linked to a temporary name before the new file is renamed over it, and that link becomes
+    ``.prev`` only afterwards, so ``.prev`` and the current name are never the same file (damage to
+    one never reaches the other) and the current name never goes missing. Raises OSError (the
+    caller decides whether that is fatal).
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    kept: Path | None = None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         if keep_previous:
-            _link_previous(path)
+            kept = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}{TEMP_SUFFIX}")
+            try:
+                os.link(path, kept)
+            except FileNotFoundError:
+                kept = None  # first publication: nothing to keep
         os.replace(tmp, path)
+        if kept is not None:
+            os.replace(kept, previous_file(path))
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        if kept is not None:
+            kept.unlink(missing_ok=True)
         raise
 
 
-def _link_previous(path: Path) -> None:
-    """Hard-link the current generation to ``.prev`` (atomically replacing the older one)."""
-    link = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.prev-tmp")
-    try:
-        os.link(path, link)
-    except FileNotFoundError:
-        return  # first publication: nothing to keep
-    try:
-        os.replace(link, previous_file(path))
-    except BaseException:
-        link.unlink(missing_ok=True)
-        raise
+def remove_temporaries(directory: Path) -> None:
+    """Remove temporary files a killed writer left behind in ``directory`` (never followed: unlink)."""
+    for p in Path(directory).glob(f".*{TEMP_SUFFIX}"):
+        p.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, doc: Any, *, keep_previous: bool = False) -> None:

@@ -19,6 +19,7 @@ from npuobs.cli.errors import CliError
 from npuobs.devices import inventory, registry
 from npuobs.devices import options as options_mod
 from npuobs.devices.base import BackendError, DeviceReading
+from npuobs.simulator.state import default_state_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", help=f"one of: {', '.join(registry.names())} (default auto)")
     p.add_argument("--node", default=os.environ.get("NODE_NAME", ""),
                    help="node name (sim: which simulated node; default $NODE_NAME or, for sim, every node)")
-    p.add_argument("--state-dir", type=Path, default=Path(os.environ.get("NPUOBS_STATE_DIR", "/tmp/npuobs/sim")),
+    p.add_argument("--state-dir", type=Path, default=default_state_dir(),
                    help="sim backend: the fleet's state directory")
     p.add_argument("--tool-path", help="vendor backends: absolute path of the SMI tool")
     p.add_argument("--timeout", type=float, default=5.0, help="per-call timeout in seconds (default 5)")

@@ -1,13 +1,13 @@
 """``npuobs sim``: run a simulated NPU fleet, inject and clear faults, show its state.
 
-``sim run`` and ``sim inject`` meet in one state directory (default ``$NPUOBS_STATE_DIR`` or
-``/tmp/npuobs/sim``), so faults can be injected from another terminal while a fleet runs.
+``sim run`` and ``sim inject`` meet in one state directory (default ``$NPUOBS_STATE_DIR``, else a
+private per-user directory: ``$XDG_RUNTIME_DIR/npuobs/sim`` or ``/tmp/npuobs-<uid>/sim``), so
+faults can be injected from another terminal while a fleet runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,9 +18,9 @@ from npuobs.simulator.clock import VirtualClock
 from npuobs.simulator.faults import FAULTS, FaultBook, FaultError
 from npuobs.simulator.fleet import Fleet, FleetConfig
 from npuobs.simulator.loadgen import PROFILES, LoadProfile
-from npuobs.simulator.state import StateError, read_fleet
+from npuobs.simulator.state import StateError, default_state_dir, read_fleet
 
-DEFAULT_STATE_DIR = os.environ.get("NPUOBS_STATE_DIR", "/tmp/npuobs/sim")
+DEFAULT_STATE_DIR = str(default_state_dir())
 RESET_DOWNTIME = "10s"
 
 
@@ -105,15 +105,11 @@ def _fleet_config(args: argparse.Namespace) -> FleetConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _fleet_config(args)
-    try:
-        args.state_dir.mkdir(parents=True, exist_ok=True)
-        probe = args.state_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise CliError(f"state directory {args.state_dir} is not writable: {exc.strerror}") from None
     clock = VirtualClock(speed=None if args.fast else args.speed)
-    fleet = Fleet(cfg, args.state_dir, clock)
+    try:
+        fleet = Fleet(cfg, args.state_dir, clock)  # checks every directory it will write
+    except StateError as exc:
+        raise CliError(str(exc)) from None
     n = len(fleet.devices)
     print(f"npuobs sim: {n} devices on {len(cfg.nodes)} node(s), seed {cfg.seed}, state in {args.state_dir}",
           file=sys.stderr)

@@ -28,7 +28,8 @@ from npuobs.stack.pagerduty_sink import PagerDutySink
 pytestmark = pytest.mark.integration
 PAGE_KEY = "remediatetestpage0remediatetest0"
 TICKET_KEY = "remediatetestticket0remediatetes"
-GROUP = '{}/{severity="page"}:{alertname="NpuDeviceDown", node="node-a"}'
+GROUP = '{}/{alertname=~"Npu.+"}:{alertname="NpuDeviceDown", node="node-a"}'  # the webhook route's group
+PD_GROUP = '{}/{severity="page"}:{alertname="NpuDeviceDown", node="node-a"}'  # the same group, PagerDuty route
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,7 @@ def test_dry_run_decides_records_everywhere_and_does_not_act(make, served, sink,
     assert "node-a" in note["text"] and abs(note["time"] / 1000 - time.time()) < 60
     # the note lands on the original alert's PagerDuty incident: same routing key and dedup key
     [event] = sink.events(PAGE_KEY)
-    assert event["dedup_key"] == dedup_key(GROUP) and event["event_action"] == "trigger"
+    assert event["dedup_key"] == dedup_key(PD_GROUP) and event["event_action"] == "trigger"
     assert event["payload"]["custom_details"]["remediation"]["result"] == "dry_run"
     assert not sink.rejected()
 

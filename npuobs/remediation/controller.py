@@ -162,7 +162,7 @@ class Controller:
         if refusal:
             return self._remember(key, d, refusal[0], refusal[1], group_key, severity, final=refusal[0] != "cooldown")
         try:
-            refusal = self._preconditions(rule, d)
+            refusal = self._unless(rule, labels) or self._preconditions(rule, d)
         except (ControlAPIError, PrometheusError) as exc:
             return self._remember(key, d, "error", f"cannot check capacity/versions: {exc}", group_key, severity,
                                   final=False)
@@ -234,6 +234,16 @@ class Controller:
         if cluster >= g.max_per_cluster_per_hour:
             return "refused_rate_limit", (f"{cluster} actions in cluster {d.cluster!r} in the last hour "
                                           f"(limit {g.max_per_cluster_per_hour})")
+        return None
+
+    def _unless(self, rule: Rule, labels: dict[str, str]) -> tuple[str, str] | None:
+        if not rule.unless:
+            return None
+        if self.prometheus is None:
+            return "refused_condition", "the rule's 'unless' query needs --prometheus"
+        rows = self.prometheus.query(_fill_query(rule.unless, labels))
+        if rows:
+            return "refused_condition", f"'unless' holds ({len(rows)} series): {_fill_query(rule.unless, labels)}"
         return None
 
     def _preconditions(self, rule: Rule, d: Decision) -> tuple[str, str] | None:

@@ -6,7 +6,10 @@ without a dashboard UID the annotation is organisation-wide and shows on every d
 annotation query selects the ``npuobs-remediation`` tag (the on-call dashboard's does).
 
 **PagerDuty**: Alertmanager's PagerDuty notifier sends each alert group as Events API v2 events with
-``dedup_key`` = SHA-256 of the group key, which the webhook payload carries too. A ``trigger`` with
+``dedup_key`` = SHA-256 of the group key: ``<route key>:<group labels>``, the route key being the
+matchers of the route and its parents (``{}/{severity="page"}`` for the generated page route). The
+webhook's payload carries its own group key, whose group labels are the same (the webhook route
+inherits ``group_by``), so the PagerDuty group key is its labels behind the severity's route key. A ``trigger`` with
 the same routing key and dedup key while the incident is open is merged into that alert by
 PagerDuty, so the note lands on the on-call's incident: its ``custom_details.remediation`` says what
 was done. A note is sent only at decision time, while the alert fires (a trigger for a resolved
@@ -24,7 +27,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +83,23 @@ class PagerDuty:
 
     url: str
     routing_keys: Mapping[str, str]  # severity (page|ticket) -> integration key
+    route_keys: Mapping[str, str] = field(default_factory=lambda: {  # severity -> its Alertmanager route's key
+        s: f'{{}}/{{severity="{s}"}}' for s in (cv.SEVERITY_PAGE, cv.SEVERITY_TICKET)})
+
+    def group_key(self, webhook_group_key: str, severity: str) -> str:
+        """The group key the PagerDuty route gave the alert's group, from the webhook route's."""
+        cut = webhook_group_key.find("}:{")
+        labels = webhook_group_key[cut + 2:] if cut >= 0 else webhook_group_key
+        return f"{self.route_keys.get(severity, '{}')}:{labels}"
 
     def note(self, group_key: str, severity: str, summary: str, details: Mapping[str, Any]) -> None:
-        """Add the remediation note to the open alert of ``group_key``."""
+        """Add the remediation note to the open alert of the group (``group_key``: the webhook's)."""
         key = self.routing_keys.get(severity)
         if not key:
             raise NotifyError(f"no PagerDuty routing key for severity {severity!r}")
         _post(self.url, {
-            "routing_key": key, "event_action": "trigger", "dedup_key": dedup_key(group_key),
+            "routing_key": key, "event_action": "trigger",
+            "dedup_key": dedup_key(self.group_key(group_key, severity)),
             "payload": {"summary": summary[:1024], "source": SOURCE,
                         "severity": cv.PAGERDUTY_SEVERITY.get(severity, "warning"),
                         "custom_details": {"remediation": dict(details)}},

@@ -29,7 +29,7 @@ ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "none": ("nothing automated: a person follows the runbook", ()),
 }
 UNDO: dict[str, str] = {"drain": "undrain", "cpu_path": "accelerator_path"}  # what undoes what, where possible
-CONDITIONS = ("previous_version", "labels")
+CONDITIONS = ("previous_version", "labels", "unless")
 DEFAULT_POLICY = "remediation.yaml"
 
 
@@ -50,6 +50,7 @@ class Rule:
     target: dict[str, str] = field(default_factory=dict)  # key -> template over alert labels
     previous_version: bool = False  # act only when the model has a version to roll back to
     labels: dict[str, str] = field(default_factory=dict)  # alert labels that must equal these (regex)
+    unless: str = ""  # PromQL; the rule does not act while it returns anything (e.g. the problem is wider)
     verify: Verify | None = None
     undo: str = "none"
     manual: str = ""
@@ -105,6 +106,8 @@ class Policy:
             if rule.previous_version:
                 conds.append("the model has a previous version to roll back to")
             conds += [f"label {k} matches {v!r}" for k, v in rule.labels.items()]
+            if rule.unless:
+                conds.append(f"this returns nothing: {rule.unless}")
             if conds:
                 lines.append("only when: " + "; ".join(conds) + ".")
             lines.append(
@@ -230,10 +233,13 @@ def parse_policy(doc: Any, where: str = "policy") -> Policy:
         if undo not in ("none", UNDO.get(action, "none")):
             raise PolicyError(f"{here}: undo {undo!r} does not undo {action} "
                               f"(possible: none{', ' + UNDO[action] if action in UNDO else ''})")
-        for template in [*target.values(), verify.clears if verify else ""]:
+        unless = when.get("unless", "")
+        if not isinstance(unless, str):
+            raise PolicyError(f"{here}: when.unless must be a PromQL query")
+        for template in [*target.values(), verify.clears if verify else "", unless]:
             for name in _placeholders(template):
                 if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
                     raise PolicyError(f"{here}: placeholder ${{{name}}} is not a label name")
-        rules.append(Rule(alert, action, target, bool(when.get("previous_version", False)), labels, verify, undo,
-                          str(r.get("manual", ""))))
+        rules.append(Rule(alert, action, target, bool(when.get("previous_version", False)), labels, unless, verify,
+                          undo, str(r.get("manual", ""))))
     return Policy(bool(top.get("enabled", False)), guardrails, tuple(rules), where)

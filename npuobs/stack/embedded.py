@@ -67,6 +67,7 @@ class EmbeddedStack:
     workdir: Path | None = None
     state_dir: Path | None = None  # simulator state (default: <workdir>/sim)
     speed: float = 1.0
+    remediate_url: str | None = None  # also route alerts to this npuobs remediate webhook (docs/remediation.md)
     slo_spec: Path = field(default_factory=resources.default_slo_spec)
     runner: FleetRunner | None = None
     prometheus: PrometheusServer | None = None
@@ -105,7 +106,12 @@ class EmbeddedStack:
             path.write_text(cap_for(content, self.timing.for_cap) if self.timing.for_cap else content)
             rule_paths.append(path)
         am_path = self.workdir / "alertmanager.yaml"
-        am_path.write_text(files[cv.ALERTMANAGER_FILE])
+        am_config = files[cv.ALERTMANAGER_FILE]
+        if self.remediate_url:
+            from npuobs.remediation.wiring import with_webhook
+
+            am_config = yaml.safe_dump(with_webhook(yaml.safe_load(am_config), self.remediate_url), sort_keys=False)
+        am_path.write_text(am_config)
         self.alertmanager = AlertmanagerServer.start(am_path, self.workdir / "alertmanager")
         targets = list(self.runner.targets.values())
         config: dict[str, Any] = {

@@ -10,6 +10,8 @@ import pytest
 
 from npuobs.cli.main import SUBCOMMANDS
 
+pytestmark = pytest.mark.integration  # runs the real `npuobs` command in subprocesses
+
 
 def npuobs(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "npuobs.cli.main", *args], capture_output=True, text=True,

@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytestmark = pytest.mark.integration  # real processes signalled (npuobs, Prometheus, Alertmanager)
+
 
 def _cmdline(p: psutil.Process) -> str:
     try:

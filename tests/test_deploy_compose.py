@@ -21,6 +21,8 @@ from npuobs.alerting.slo_spec import load_spec
 from npuobs.cli.main import build_parser, main
 from npuobs.instrumentation.otlp import protocol_of
 
+pytestmark = pytest.mark.integration  # real tools (docker-compose, promtool, amtool)
+
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())

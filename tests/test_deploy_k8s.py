@@ -20,6 +20,8 @@ from npuobs.alerting.slo_spec import load_spec
 from npuobs.cli.main import build_parser
 from npuobs.devices import registry
 
+pytestmark = pytest.mark.integration  # real validators (kubernetes-validate, promtool)
+
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / dr.CHART_DIR
 MANIFESTS = REPO / dr.MANIFESTS_DIR

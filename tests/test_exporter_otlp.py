@@ -23,6 +23,8 @@ from npuobs.schema import LATENCY_BUCKETS
 from npuobs.simulator.fleet import Fleet, FleetConfig
 from npuobs.stack import free_port
 
+pytestmark = pytest.mark.integration  # real gRPC and HTTP OTLP receivers
+
 
 class Received:
     """Export requests a receiver accepted, with a condition to wait on."""

@@ -19,6 +19,8 @@ from npuobs.exporter.podresources import api_pb2, api_pb2_grpc
 from npuobs.exporter.podresources.client import PodResourcesError, PodResourcesWatcher
 from npuobs.simulator.fleet import Fleet, FleetConfig
 
+pytestmark = pytest.mark.integration  # a real gRPC PodResources server on a unix socket
+
 __all__ = ["log_stream_fixture"]  # the log_stream fixture, used by name
 
 

@@ -25,6 +25,8 @@ from npuobs.gameday.soak import SoakOptions, SoakResult, run_soak
 from npuobs.simulator.fleet import FleetConfig
 from npuobs.simulator.loadgen import LoadProfile
 
+pytestmark = pytest.mark.integration  # real promtool/Prometheus and worker processes
+
 
 @pytest.fixture(scope="module")
 def soaked(promtool_bin: str, prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> SoakResult:

@@ -35,6 +35,8 @@ from npuobs.simulator import runtime
 from npuobs.simulator.clock import VirtualClock
 from npuobs.simulator.fleet import Fleet, FleetConfig
 
+pytestmark = pytest.mark.integration  # real gRPC and HTTP OTLP receivers
+
 NODE = "node-0"
 
 

@@ -28,6 +28,8 @@ from npuobs.devices import furiosa, nvml, rebellions, units
 from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading
 from npuobs.schema import ERROR_KINDS, RESET_REASONS, THROTTLE_REASONS
 
+pytestmark = pytest.mark.integration  # long property runs: thousands of generated inputs through the real parsers
+
 Parser = Callable[[str], tuple[DeviceReading, ...]]
 
 _H100_FIELDS = read_fixture("nvidia-h100/h100-query-idle.csv").splitlines()[0].split(", ")

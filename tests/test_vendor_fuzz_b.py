@@ -25,6 +25,8 @@ from npuobs.devices import amd, gaudi, neuron, tpu
 from npuobs.devices.base import BackendError, DeviceInfo, DeviceReading
 from npuobs.schema import ERROR_KINDS, RESET_REASONS, THROTTLE_REASONS
 
+pytestmark = pytest.mark.integration  # long property runs: thousands of generated inputs through the real parsers
+
 Parser = Callable[[str], tuple[DeviceReading, ...]]
 
 # HAND-WRITTEN hl-smi CSV (no real capture exists; see test_backend_gaudi.py).

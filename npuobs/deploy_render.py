@@ -37,8 +37,8 @@ import yaml
 
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.amconfig import AlertmanagerOptions
-from npuobs.alerting.generate import Options, dump_yaml, render
-from npuobs.alerting.slo_spec import load_spec
+from npuobs.alerting.generate import dump_yaml, render
+from npuobs.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART_DIR = Path("deploy/helm/npuobs")
@@ -511,8 +511,8 @@ def chart_rules_file(root: Path) -> str:
 
 def compose_alertmanager_config(root: Path) -> str:
     """The generated Alertmanager config, PagerDuty pointed at the compose stack's sink."""
-    options = Options(alertmanager=AlertmanagerOptions(pagerduty_url=COMPOSE_PAGERDUTY_URL))
-    return render(load_spec(root / SLO_SPEC), options)[cv.ALERTMANAGER_FILE]
+    config = Config.load(root / SLO_SPEC, alertmanager=AlertmanagerOptions(pagerduty_url=COMPOSE_PAGERDUTY_URL))
+    return render(config)[cv.ALERTMANAGER_FILE]
 
 
 def namespace_object() -> dict[str, Any]:

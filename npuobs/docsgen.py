@@ -10,7 +10,7 @@ def metrics_markdown() -> str:
     lines = [
         "# Metrics",
         "",
-        "Generated from `npuobs/schema.py` by `npuobs schema --format markdown > docs/metrics.md`;",
+        "Generated from `npuobs/schema.py` by `npuobs generate` (or `npuobs schema --format markdown`);",
         "do not edit by hand (a test fails when this file is stale).",
         "",
         "Failure modes: " + "; ".join(f"**{k}** {v}" for k, v in schema.FAILURE_MODES.items()) + ".",
@@ -42,9 +42,22 @@ def metrics_markdown() -> str:
         f"{', '.join(schema.REMEDIATION_RESULTS)}",
         f"- latency buckets (seconds): {', '.join(str(b) for b in schema.LATENCY_BUCKETS)}",
         "",
-        "Derived signals: CPU-fallback ratio = `rate(npu_ops_total{placement=\"host\"})` / `rate(npu_ops_total)`;",
-        "energy per inference = `rate(npu_energy_joules_total)` / `rate(npu_inference_requests_total)`;",
-        "p50/p95/p99 = `histogram_quantile` over `npu_inference_latency_seconds_bucket`.",
+        "## Derived series (recording rules)",
+        "",
+        "Declared in `npuobs/schema.py` (`DERIVED`) next to the metrics they read; `npuobs alerts generate` writes",
+        "them into `alerts/generated/recording-rules.yaml`, alerts and dashboard panels read them by name.",
+        "",
+        "| series | labels | serves | what |",
+        "|---|---|---|---|",
+    ]
+    for d in schema.DERIVED:
+        labels = ", ".join(f"`{label}`" for label in d.labels)
+        lines.append(f"| `{d.name}` | {labels} | {', '.join(d.serves)} | {d.help} |")
+    lines += [
+        "",
+        "Computed in panels only: energy per inference = `rate(npu_energy_joules_total)` /",
+        "`rate(npu_inference_requests_total)`; p50/p95 = `histogram_quantile` over",
+        "`npu_inference_latency_seconds_bucket`.",
         "",
     ]
     return "\n".join(lines)

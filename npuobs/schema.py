@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from string import Template
 
 
 class Profile(str, Enum):
@@ -238,6 +239,72 @@ METRICS: tuple[MetricSpec, ...] = (
 )
 
 BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
+
+
+@dataclass(frozen=True)
+class DerivedSeries:
+    """A series computed from the metrics above by a recording rule: what alerts and panels read.
+
+    Declared here, next to its inputs, so one module answers "where does X come from": the alert
+    generator writes the recording rule from ``expr`` (``npuobs.alerting.device_alerts``), and the
+    dashboards filter it by exactly ``labels`` (``npuobs.dashboards.queries``). In ``expr``, ``$by``
+    stands for the ``by`` labels and ``$canary_tenant`` for that threshold (``npuobs.thresholds``);
+    with ``variants``, one rule per value of ``variant_label`` is written, ``$variant`` its value.
+    """
+
+    name: str
+    by: tuple[str, ...]  # the labels the rule's aggregation keeps
+    expr: str
+    serves: tuple[str, ...]
+    help: str
+    variant_label: str = ""
+    variants: tuple[str, ...] = ()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Labels of the recorded series: the ``by`` labels plus the variant label, if any."""
+        return self.by + ((self.variant_label,) if self.variant_label else ())
+
+    def render(self, canary_tenant: str) -> tuple[tuple[str, dict[str, str]], ...]:
+        """Each rule as (PromQL, extra static labels)."""
+        values = {"by": ", ".join(self.by), "canary_tenant": canary_tenant}
+        if not self.variants:
+            return ((Template(self.expr).substitute(values), {}),)
+        return tuple((Template(self.expr).substitute(values, variant=v), {self.variant_label: v})
+                     for v in self.variants)
+
+
+CPU_FALLBACK_RATIO = DerivedSeries(
+    "npuobs:npu_cpu_fallback:ratio_rate5m", DEVICE_LABELS,
+    # a device that never fell back may not expose the host series: read it as 0
+    '(\n  sum by ($by) (rate(npu_ops_total{placement="host"}[5m]))\n'
+    "  or\n  sum by ($by) (rate(npu_ops_total[5m])) * 0\n)\n/\n"
+    "(\n  sum by ($by) (rate(npu_ops_total[5m])) > 0\n)",
+    ("F5",), "Share of ops run on the host (CPU fallback) over 5 minutes, per device (0-1).")
+LATENCY_P99 = DerivedSeries(
+    "npuobs:npu_inference_latency_seconds:p99_rate5m", WORKLOAD_LABELS,
+    # no traffic -> no quantile (histogram_quantile over all-zero buckets is NaN)
+    "histogram_quantile(\n  0.99,\n  sum by ($by, le) (rate(npu_inference_latency_seconds_bucket[5m]))\n"
+    "  and on ($by)\n  (sum by ($by) (rate(npu_inference_latency_seconds_count[5m])) > 0)\n)",
+    ("latency", "F2", "F7"), "p99 inference latency over 5 minutes, per device, model and tenant (seconds).")
+TENANT_P99_SPREAD = DerivedSeries(
+    "npuobs:npu_tenant_latency_p99_spread:ratio", ("node", "device", "model"),
+    f'max by ($by) ({LATENCY_P99.name}{{tenant!="$canary_tenant"}})\n/\n'
+    f'(\n  min by ($by) ({LATENCY_P99.name}{{tenant!="$canary_tenant"}}) > 0\n)',
+    ("F7",), "Slowest over fastest tenant's p99 on one device and model (canary excluded): a noisy neighbour.")
+DEVICE_ERROR_RATE = DerivedSeries(
+    "npuobs:npu_device_errors:rate5m", DEVICE_LABELS,
+    'sum by ($by) (rate(npu_errors_total{kind!="ecc_corrected"}[5m]))',
+    ("F1", "F8"), "Device errors per second over 5 minutes, corrected ECC excluded.")
+DISTINCT_VERSIONS = DerivedSeries(
+    "npuobs:npu_distinct_versions:count", ("vendor", "model"),
+    "count by ($by) (count by ($by, ${variant}_version) (npu_device_info))",
+    ("F6",), "Distinct driver/firmware/runtime versions per vendor and hardware model (> 1: version skew).",
+    variant_label="component", variants=("driver", "firmware", "runtime"))
+
+DERIVED: tuple[DerivedSeries, ...] = (CPU_FALLBACK_RATIO, LATENCY_P99, TENANT_P99_SPREAD, DEVICE_ERROR_RATE,
+                                      DISTINCT_VERSIONS)
+DERIVED_BY_NAME: dict[str, DerivedSeries] = {d.name: d for d in DERIVED}
 
 
 def metric(name: str) -> MetricSpec:

@@ -11,9 +11,10 @@ import yaml
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.amconfig import ENV_ROUTING_KEY
 from npuobs.alerting.burnrate import windows_for
-from npuobs.alerting.generate import Options, render
+from npuobs.alerting.generate import render
 from npuobs.alerting.slo_spec import SpecError, load_spec
 from npuobs.cli.main import main
+from npuobs.config import Config
 from npuobs.durations import format_duration, parse_duration
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,7 +24,7 @@ UPDATE_HINT = "stale: run `npuobs alerts generate --slo alerts/slo.yaml --out al
 
 
 def test_committed_output_is_current() -> None:
-    files = render(load_spec(SPEC), Options())
+    files = render(Config(spec=load_spec(SPEC)))
     assert sorted(files) == sorted(p.name for p in GENERATED.glob("*.yaml"))
     for name, content in files.items():
         assert (GENERATED / name).read_text() == content, f"alerts/generated/{name} is {UPDATE_HINT}"
@@ -116,7 +117,7 @@ def test_latency_threshold_must_be_a_bucket_edge(tmp_path: Path) -> None:
 def test_unreachable_burn_threshold_is_rejected(tmp_path: Path) -> None:
     spec = load_spec(_spec(tmp_path, BASE + "    objective: 90\n"))
     with pytest.raises(SpecError, match="can never happen"):
-        render(spec, Options())
+        render(Config(spec=spec))
 
 
 def test_cli_reports_spec_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,7 +181,7 @@ def test_openslo_input(tmp_path: Path) -> None:
     (slo,) = spec.slos
     assert (spec.service, slo.name, slo.sli, slo.objective, slo.period, slo.model) == (
         "npu-inference", "digits-availability", "availability", 99.9, "28d", "digits-mlp")
-    files = render(spec, Options())
+    files = render(Config(spec=spec))
     assert "ratio_rate56m" in files[cv.RECORDING_RULES_FILE]
     good = 'npu_inference_requests_total{model="digits-mlp",outcome="success"}[5m]'
     assert good in files[cv.RECORDING_RULES_FILE]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +21,21 @@ import yaml
 from npuobs import schema
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.burnrate import POLICIES
-from npuobs.alerting.generate import Options as AlertOptions
 from npuobs.alerting.generate import build_rules
 from npuobs.alerting.slo_spec import load_spec
 from npuobs.cli.main import main
+from npuobs.config import Config
 from npuobs.dashboards import executive
 from npuobs.dashboards.generate import (
     DATASOURCES_FILE,
     GRAFANA_DASHBOARD_DIR,
     PROVIDERS_FILE,
-    default_options,
     modernise,
     render,
     stale,
 )
 from npuobs.dashboards.generate import dashboards as build_dashboards
-from npuobs.dashboards.panels import DASHBOARDS, DATASOURCE, DEBUG, EXECUTIVE, ONCALL, Options, runbook_link
+from npuobs.dashboards.panels import DASHBOARDS, DATASOURCE, DEBUG, EXECUTIVE, ONCALL, runbook_link
 from npuobs.dashboards.promql import (
     metric_names,
     panel_queries,
@@ -54,12 +54,12 @@ SPEC = load_spec(REPO / "alerts" / "slo.yaml")
 
 
 @pytest.fixture(scope="module")
-def options() -> Options:
-    return default_options(SPEC)
+def options() -> Config:
+    return Config(spec=SPEC)
 
 
 @pytest.fixture(scope="module")
-def boards(options: Options) -> dict[str, dict[str, Any]]:
+def boards(options: Config) -> dict[str, dict[str, Any]]:
     return {ref.key: data for ref, data in build_dashboards(options).items()}
 
 
@@ -74,14 +74,14 @@ def steps(p: dict[str, Any]) -> list[float | None]:
 # --- committed output ------------------------------------------------------------------------------
 
 
-def test_committed_dashboards_are_current(options: Options) -> None:
+def test_committed_dashboards_are_current(options: Config) -> None:
     files = render(options)
     assert stale(files, REPO / "dashboards") == [], \
         "dashboards/ is stale: run `npuobs dashboards generate --out dashboards` and commit the result"
 
 
-def test_render_is_deterministic(options: Options) -> None:
-    assert render(options) == render(default_options(SPEC))
+def test_render_is_deterministic(options: Config) -> None:
+    assert render(options) == render(Config(spec=SPEC))
 
 
 def test_stable_uids_and_titles(boards: dict[str, dict[str, Any]]) -> None:
@@ -99,7 +99,7 @@ def test_valid_against_grafana_dashboard_schema(boards: dict[str, dict[str, Any]
     assert schema_problems(boards[key]) == []
 
 
-def test_schema_check_rejects_what_grafana_would(boards: dict[str, dict[str, Any]], options: Options) -> None:
+def test_schema_check_rejects_what_grafana_would(boards: dict[str, dict[str, Any]], options: Config) -> None:
     # grafanalib's raw output still carries the schemaVersion-12 model: modernise() is what fixes it
     raw = json.loads(json.dumps(executive.build(options).to_json_data(), default=lambda o: o.to_json_data()))
     assert any("'rows'" in p or "'style'" in p for p in schema_problems(raw))
@@ -155,7 +155,7 @@ def test_structural_check_catches(boards: dict[str, dict[str, Any]], change: str
 
 
 def generated_records() -> set[str]:
-    return {r.name for g in build_rules(SPEC, AlertOptions()).recording for r in g.rules}
+    return {r.name for g in build_rules(Config(spec=SPEC)).recording for r in g.rules}
 
 
 def test_every_metric_is_in_the_schema_or_a_generated_record(boards: dict[str, dict[str, Any]]) -> None:
@@ -242,7 +242,8 @@ def test_threshold_lines_follow_thresholds_py_and_the_policy() -> None:
     custom = Thresholds(cpu_fallback_max_ratio=0.123, latency_slo_seconds=0.25, utilization_high_ratio=0.77,
                         device_error_rate_max_per_second=0.5, resets_per_hour_max=7, tenant_latency_spread_max=4.5,
                         accuracy_delta_max_ratio=0.031, temperature_margin_celsius=9)
-    b = {r.key: d for r, d in build_dashboards(default_options(SPEC, thresholds=custom, policy="npu-guide")).items()}
+    config = Config(spec=replace(SPEC, thresholds=custom), policy="npu-guide")
+    b = {r.key: d for r, d in build_dashboards(config).items()}
     assert steps(panel(b["oncall"], "CPU fallback ratio")) == [None, 0.123]
     assert steps(panel(b["oncall"], "Live p99 latency")) == [None, 0.25]
     assert steps(panel(b["oncall"], "Utilization")) == [None, 0.77]
@@ -266,7 +267,7 @@ def test_burn_rate_divides_by_each_slos_budget(boards: dict[str, dict[str, Any]]
     assert objectives == {s.name: s.objective / 100 for s in SPEC.slos}
 
 
-def test_runbook_and_drilldown_links(boards: dict[str, dict[str, Any]], options: Options) -> None:
+def test_runbook_and_drilldown_links(boards: dict[str, dict[str, Any]], options: Config) -> None:
     for ref, b in zip(DASHBOARDS, boards.values(), strict=True):
         assert {link["url"] for link in b["links"]} == {d.url for d in DASHBOARDS} - {ref.url}
     runbooks = {link["url"].rsplit("/", 1)[1] for p in panels(boards["oncall"]) for link in p["links"]}
@@ -281,13 +282,13 @@ def test_runbook_and_drilldown_links(boards: dict[str, dict[str, Any]], options:
 
 
 def test_runbook_base_url_is_configurable() -> None:
-    b = build_dashboards(default_options(SPEC, runbook_base_url="https://wiki.example/ops"))
+    b = build_dashboards(Config(spec=SPEC, runbook_base_url="https://wiki.example/ops"))
     urls = [link["url"] for p in panels(b[ONCALL]) for link in p["links"]]
     assert urls and all(u.startswith("https://wiki.example/ops/runbooks/") for u in urls)
 
 
 def test_debug_latency_has_exemplars_and_a_configurable_trace_link() -> None:
-    b = build_dashboards(default_options(SPEC, trace_url="https://jaeger.example/trace/{trace_id}"))[DEBUG]
+    b = build_dashboards(Config(spec=SPEC, trace_url="https://jaeger.example/trace/{trace_id}"))[DEBUG]
     latency = panel(b, "Latency p50 / p99 with exemplars")
     assert latency["targets"][0]["exemplar"] is True
     override = latency["fieldConfig"]["overrides"][0]
@@ -296,14 +297,14 @@ def test_debug_latency_has_exemplars_and_a_configurable_trace_link() -> None:
 
 
 def test_cost_panel_reads_the_configurable_prices() -> None:
-    b = build_dashboards(default_options(SPEC, cost_per_kwh=0.3, cost_per_device_hour=2.5))[EXECUTIVE]
+    b = build_dashboards(Config(spec=SPEC, cost_per_kwh=0.3, cost_per_device_hour=2.5))[EXECUTIVE]
     defaults = variable_defaults(b)
     assert (defaults["cost_per_kwh"], defaults["cost_per_device_hour"]) == ("0.3", "2.5")
     expr = panel(b, "Cost per inference")["targets"][0]["expr"]
     assert "$cost_per_kwh / 3600000" in expr and "$cost_per_device_hour / 3600" in expr
 
 
-def test_provisioning(options: Options) -> None:
+def test_provisioning(options: Config) -> None:
     files = render(options)
     datasources = yaml.safe_load(files[DATASOURCES_FILE])["datasources"]
     prometheus = next(d for d in datasources if d["type"] == "prometheus")
@@ -312,13 +313,13 @@ def test_provisioning(options: Options) -> None:
     destination = prometheus["jsonData"]["exemplarTraceIdDestinations"][0]
     assert destination["name"] == "trace_id" and "$${__value.raw}" in destination["url"]
     assert any(d["type"] == "tempo" for d in datasources)  # the default trace links open Tempo in Explore
-    other = yaml.safe_load(render(default_options(SPEC, trace_url="https://j/trace/{trace_id}"))[DATASOURCES_FILE])
+    other = yaml.safe_load(render(Config(spec=SPEC, trace_url="https://j/trace/{trace_id}"))[DATASOURCES_FILE])
     assert [d["type"] for d in other["datasources"]] == ["prometheus"]
     provider = yaml.safe_load(files[PROVIDERS_FILE])["providers"][0]
     assert provider["type"] == "file" and provider["options"]["path"] == GRAFANA_DASHBOARD_DIR
 
 
-def test_modernise_keeps_null_threshold_bases_only(options: Options) -> None:
+def test_modernise_keeps_null_threshold_bases_only(options: Config) -> None:
     data = modernise(executive.build(options))
     text = json.dumps(data)
     assert '"span"' not in text and '"intervalFactor"' not in text and '"rows"' not in text

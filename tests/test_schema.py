@@ -55,3 +55,17 @@ def test_resolve_sample_name_maps_histogram_series_back() -> None:
     assert schema.resolve_sample_name("npu_inference_latency_seconds_bucket").name == "npu_inference_latency_seconds"
     assert schema.resolve_sample_name("npu_temperature_celsius_bucket") is None
     assert schema.resolve_sample_name("nope") is None
+
+
+def test_derived_series_read_only_schema_metrics_and_keep_their_declared_labels() -> None:
+    """Every metric a derived series' expression reads is in the schema, and its outer aggregation
+    keeps exactly the labels it declares (dashboards filter on those)."""
+    for derived in schema.DERIVED:
+        for expr, static in derived.render("canary"):
+            names = set(re.findall(r"\b(npu_[a-z_]+|npuobs:[a-z0-9_:]+)", expr))
+            for name in names:
+                assert schema.resolve_sample_name(name) or name in schema.DERIVED_BY_NAME, (derived.name, name)
+            outer = re.match(r"^\(?\s*(?:histogram_quantile\(\s*0\.99,\s*)?\w+ by \(([^)]*)\)", expr)
+            assert outer, derived.name
+            kept = tuple(label.strip() for label in outer.group(1).split(",") if label.strip() != "le")
+            assert kept + tuple(static) == derived.labels, derived.name

@@ -7,6 +7,8 @@ window in the name (``..._rate5m``) and identify the SLO by labels (see ``SLO_LA
 
 from __future__ import annotations
 
+from npuobs import schema
+
 # --- SLO recording rules (labels: slo, sli, model, service + the spec's extra labels)
 SLO_ERROR_RATIO_PREFIX = "npuobs:slo_errors_per_request:ratio_rate"
 """Error ratio of one SLI over one window, e.g. ``npuobs:slo_errors_per_request:ratio_rate5m``."""
@@ -17,12 +19,12 @@ SLO_CURRENT_BURN_RATE = "npuobs:slo_current_burn_rate:ratio"  # shortest-window 
 SLO_PERIOD_BURN_RATE = "npuobs:slo_period_burn_rate:ratio"  # whole-period error ratio / budget
 SLO_LABELS = ("slo", "sli", "model", "service")
 
-# --- device recording rules
-CPU_FALLBACK_RATIO = "npuobs:npu_cpu_fallback:ratio_rate5m"  # {node, device, vendor}
-LATENCY_P99 = "npuobs:npu_inference_latency_seconds:p99_rate5m"  # {node, device, model, tenant}
-TENANT_P99_SPREAD = "npuobs:npu_tenant_latency_p99_spread:ratio"  # {node, device, model}: max/min tenant p99
-DEVICE_ERROR_RATE = "npuobs:npu_device_errors:rate5m"  # {node, device, vendor}, corrected ECC excluded
-DISTINCT_VERSIONS = "npuobs:npu_distinct_versions:count"  # {vendor, model, component}
+# --- device recording rules: the derived series declared in the schema (name, labels, expression, serves)
+CPU_FALLBACK_RATIO = schema.CPU_FALLBACK_RATIO.name
+LATENCY_P99 = schema.LATENCY_P99.name
+TENANT_P99_SPREAD = schema.TENANT_P99_SPREAD.name
+DEVICE_ERROR_RATE = schema.DEVICE_ERROR_RATE.name
+DISTINCT_VERSIONS = schema.DISTINCT_VERSIONS.name
 
 # --- rule groups
 GROUP_SLI = "npuobs-slo-sli"

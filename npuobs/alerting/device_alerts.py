@@ -35,30 +35,9 @@ def _regex_alternatives(values: tuple[str, ...]) -> str:
 
 
 def device_recording_group(t: Thresholds) -> Group:
-    """Per-device derived series the alerts and dashboards share (names in ``conventions``)."""
-    ops, lat = m("npu_ops_total"), m("npu_inference_latency_seconds")
-    wl = "node, device, model, tenant"
-    records: list[Record] = [
-        Record(cv.CPU_FALLBACK_RATIO,
-               # a device that never fell back may not expose the host series: read it as 0
-               f'(\n  sum by ({DEV}) (rate({ops}{{placement="host"}}[5m]))\n'
-               f"  or\n  sum by ({DEV}) (rate({ops}[5m])) * 0\n)\n/\n"
-               f"(\n  sum by ({DEV}) (rate({ops}[5m])) > 0\n)"),
-        Record(cv.LATENCY_P99,
-               # no traffic -> no quantile (histogram_quantile over all-zero buckets is NaN)
-               f"histogram_quantile(\n  0.99,\n  sum by ({wl}, le) (rate({lat}_bucket[5m]))\n"
-               f"  and on ({wl})\n  (sum by ({wl}) (rate({lat}_count[5m])) > 0)\n)"),
-        Record(cv.TENANT_P99_SPREAD,
-               f'max by (node, device, model) ({cv.LATENCY_P99}{{tenant!="{t.canary_tenant}"}})\n/\n'
-               f'(\n  min by (node, device, model) ({cv.LATENCY_P99}{{tenant!="{t.canary_tenant}"}}) > 0\n)'),
-        Record(cv.DEVICE_ERROR_RATE,
-               f'sum by ({DEV}) (rate({m("npu_errors_total")}{{kind!="ecc_corrected"}}[5m]))'),
-    ]
-    info = m("npu_device_info")
-    for comp in VERSION_COMPONENTS:
-        records.append(Record(cv.DISTINCT_VERSIONS,
-                              f"count by (vendor, model) (count by (vendor, model, {comp}) ({info}))",
-                              {"component": comp.removesuffix("_version")}))
+    """The derived series the schema declares (``schema.DERIVED``), as recording rules the alerts
+    and dashboards share."""
+    records = [Record(d.name, expr, labels) for d in schema.DERIVED for expr, labels in d.render(t.canary_tenant)]
     return Group(cv.GROUP_DEVICE_RECORDINGS, tuple(records))
 
 

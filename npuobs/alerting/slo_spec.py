@@ -11,10 +11,13 @@ Two input forms:
 
 A ``fleet`` section (npuobs form only) carries device-alert settings that are deployment policy
 rather than thresholds: the exporter's scrape job and the allowed driver/firmware/runtime versions.
+A ``thresholds`` section overrides any value of :class:`npuobs.thresholds.Thresholds` (the numbers
+alerts and dashboards share); an unknown key or a value of the wrong type is an error naming it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,7 @@ REGROUPABLE = "sum(rate("  # how the SLI queries aggregate; regrouped per device
 VERSION_COMPONENTS = ("driver_version", "firmware_version", "runtime_version")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_VALUE_RE = re.compile(r'^[^"\\\n]+$')
 _SELECTOR_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^{}]*\})?")
 _RESERVED_LABELS = {*cv.SLO_LABELS, "severity", "failure_mode", "alertname"}
 
@@ -104,6 +108,7 @@ class Spec:
     labels: dict[str, str] = field(default_factory=dict)
     fleet: FleetPolicy = field(default_factory=FleetPolicy)
     source: str = ""
+    thresholds: Thresholds = THRESHOLDS  # the spec's ``thresholds:`` over the defaults
 
 
 def load_spec(path: Path, thresholds: Thresholds = THRESHOLDS) -> Spec:
@@ -125,20 +130,54 @@ def load_spec(path: Path, thresholds: Thresholds = THRESHOLDS) -> Spec:
 
 
 def parse_spec(doc: Any, where: str, thresholds: Thresholds = THRESHOLDS) -> Spec:
-    """Validate an npuobs-form spec already parsed from YAML."""
+    """Validate an npuobs-form spec already parsed from YAML (its ``thresholds:`` over ``thresholds``)."""
     if not isinstance(doc, dict):
         raise SpecError(f"{where}: top level must be a mapping")
-    _no_unknown(doc, {"version", "service", "labels", "fleet", "slos"}, where, "")
+    _no_unknown(doc, {"version", "service", "labels", "fleet", "slos", "thresholds"}, where, "")
     if doc.get("version") != SPEC_VERSION:
         raise SpecError(f"{where}: version: must be {SPEC_VERSION!r}, got {doc.get('version')!r}")
     service = _name(doc.get("service"), where, "service")
+    thresholds = parse_thresholds(doc.get("thresholds", {}), where, thresholds)
     labels = _labels(doc.get("labels", {}), where, "labels")
     slos_doc = doc.get("slos")
     if not isinstance(slos_doc, list) or not slos_doc:
         raise SpecError(f"{where}: slos: must be a non-empty list")
     slos = tuple(_slo(s, where, f"slos[{i}]", thresholds) for i, s in enumerate(slos_doc))
     _unique(slos, where)
-    return Spec(service, slos, labels, _fleet(doc.get("fleet", {}), where), where)
+    return Spec(service, slos, labels, _fleet(doc.get("fleet", {}), where), where, thresholds)
+
+
+def parse_thresholds(doc: Any, where: str, base: Thresholds = THRESHOLDS) -> Thresholds:
+    """``base`` with the values of a ``thresholds:`` mapping, each checked against the field's type.
+
+    Numbers must be numbers (not booleans or strings), ``*_for`` values Prometheus durations, and
+    ``latency_slo_seconds`` a bucket edge of the latency histogram (the SLI counts ``le`` buckets).
+    """
+    if not isinstance(doc, dict):
+        raise SpecError(f"{where}: thresholds: must be a mapping of threshold name to value")
+    fields = {f.name: f for f in dataclasses.fields(Thresholds)}
+    _no_unknown(doc, set(fields), where, "thresholds")
+    values: dict[str, Any] = {}
+    for name, value in doc.items():
+        key = f"thresholds.{name}"
+        if fields[name].type in ("float", float):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise SpecError(f"{where}: {key}: must be a non-negative number, got {value!r}")
+            value = float(value)
+        elif not isinstance(value, str) or not value:
+            raise SpecError(f"{where}: {key}: must be a non-empty string, got {value!r}")
+        elif name.endswith("_for"):
+            try:
+                parse_duration(value)
+            except ValueError as exc:
+                raise SpecError(f"{where}: {key}: {exc}") from None
+        elif not _LABEL_VALUE_RE.match(value):
+            raise SpecError(f"{where}: {key}: must be a label value without quotes or backslashes, got {value!r}")
+        values[name] = value
+    if "latency_slo_seconds" in values and values["latency_slo_seconds"] not in schema.LATENCY_BUCKETS:
+        raise SpecError(f"{where}: thresholds.latency_slo_seconds: {values['latency_slo_seconds']!r} is not a bucket "
+                        f"edge of npu_inference_latency_seconds ({', '.join(map(str, schema.LATENCY_BUCKETS))})")
+    return dataclasses.replace(base, **values)
 
 
 def _slo(doc: Any, where: str, key: str, thresholds: Thresholds) -> SLO:

@@ -10,16 +10,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from npuobs import resources
 from npuobs.alerting import conventions as cv
 from npuobs.alerting import maintenance
 from npuobs.alerting.amconfig import DEFAULT_KEY_DIR, ENV_ROUTING_KEY, AlertmanagerOptions, RoutingKey
 from npuobs.alerting.burnrate import DEFAULT_POLICY, POLICIES
-from npuobs.alerting.generate import Options, ToolMissing, check, render, write
-from npuobs.alerting.slo_spec import SpecError, load_spec
+from npuobs.alerting.generate import ToolMissing, check, render, write
+from npuobs.alerting.slo_spec import SpecError
 from npuobs.amapi import AlertmanagerAPI, AlertmanagerError
 from npuobs.cli.argtypes import duration_seconds
 from npuobs.cli.errors import CliError
+from npuobs.config import Config
 from npuobs.durations import format_duration
 from npuobs.gameday.tables import text_table
 
@@ -97,8 +97,8 @@ def _routing_key(severity: str, key_file: str) -> RoutingKey:
 
 def run_generate(args: argparse.Namespace) -> int:
     try:
-        spec = load_spec(args.slo or resources.default_slo_spec())
-        options = Options(
+        config = Config.load(
+            args.slo,
             policy=args.policy,
             runbook_base_url=args.runbook_base_url,
             alertmanager=AlertmanagerOptions(
@@ -107,7 +107,7 @@ def run_generate(args: argparse.Namespace) -> int:
                 pagerduty_url=args.pagerduty_url,
             ),
         )
-        files = render(spec, options)
+        files = render(config)
     except SpecError as exc:
         raise CliError(str(exc)) from None
     for path in write(files, args.out):

@@ -10,10 +10,11 @@ from pathlib import Path
 from npuobs import resources
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.burnrate import DEFAULT_POLICY, POLICIES
-from npuobs.alerting.slo_spec import SpecError, load_spec
+from npuobs.alerting.slo_spec import SpecError
 from npuobs.cli.errors import CliError
-from npuobs.dashboards.generate import default_options, render, stale, write
-from npuobs.dashboards.panels import DASHBOARDS, Options
+from npuobs.config import Config
+from npuobs.dashboards.generate import render, stale, write
+from npuobs.dashboards.panels import DASHBOARDS
 from npuobs.dashboards.validate import schema_problems, structural_problems
 from npuobs.promapi import PrometheusAPI, PrometheusUnreachable
 
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _generation_options(p: argparse.ArgumentParser) -> None:
-    defaults = Options  # field defaults documented once, on the dataclass
+    defaults = Config  # field defaults documented once, on the dataclass
     p.add_argument("--slo", type=Path, help="SLO spec the alerts use (default: the packaged alerts/slo.yaml)")
     p.add_argument("--policy", choices=tuple(POLICIES), default=DEFAULT_POLICY,
                    help="burn-rate policy of the alerts, for the burn-rate panels (default %(default)s)")
@@ -75,19 +76,15 @@ def _generation_options(p: argparse.ArgumentParser) -> None:
                         "(default: Grafana Explore on the provisioned Tempo datasource)")
 
 
-def _options(args: argparse.Namespace) -> Options:
-    try:
-        spec = load_spec(args.slo or resources.default_slo_spec())
-    except SpecError as exc:
-        raise CliError(str(exc)) from None
+def _options(args: argparse.Namespace) -> Config:
     extra = {"trace_url": args.trace_url} if args.trace_url else {}
     if args.trace_url is not None and "{trace_id}" not in args.trace_url:
         raise CliError("--trace-url must contain {trace_id} where the exemplar's trace ID goes")
     try:
-        return default_options(spec, policy=args.policy, runbook_base_url=args.runbook_base_url,
-                               cost_per_kwh=args.cost_per_kwh, cost_per_device_hour=args.cost_per_device_hour,
-                               currency_unit=args.currency_unit, prometheus_url=args.prometheus_url,
-                               scrape_interval=args.scrape_interval, tempo_url=args.tempo_url, **extra)
+        return Config.load(args.slo, policy=args.policy, runbook_base_url=args.runbook_base_url,
+                           cost_per_kwh=args.cost_per_kwh, cost_per_device_hour=args.cost_per_device_hour,
+                           currency_unit=args.currency_unit, prometheus_url=args.prometheus_url,
+                           scrape_interval=args.scrape_interval, tempo_url=args.tempo_url, **extra)
     except SpecError as exc:
         raise CliError(str(exc)) from None
 

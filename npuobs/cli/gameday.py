@@ -12,8 +12,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from npuobs.alerting.slo_spec import SpecError
 from npuobs.cli.argtypes import duration_seconds
 from npuobs.cli.errors import CliError
+from npuobs.config import Config
 from npuobs.durations import format_duration, parse_duration
 from npuobs.simulator.loadgen import LoadProfile
 from npuobs.stack.proc import StackError
@@ -109,7 +111,7 @@ def _soak(args: argparse.Namespace) -> int:
     fleet = replace(defaults.fleet, load=load, seed=args.seed, tick_seconds=args.tick)
     options = SoakOptions(duration=args.soak, fleet=fleet, scrape_interval=args.scrape_interval,
                           eval_interval=args.eval_interval, noise=args.noise, blips_per_hour=args.blips_per_hour,
-                          workers=args.workers, rules_dir=args.rules, slo_spec=args.slo or defaults.slo_spec)
+                          workers=args.workers, rules_dir=args.rules, config=_config(args))
     print(f"npuobs gameday: soaking {format_duration(int(args.soak))} of virtual time (this takes minutes) ...",
           file=sys.stderr, flush=True)
     try:
@@ -135,7 +137,7 @@ def _drills(args: argparse.Namespace) -> int:
         raise CliError(f"--for-cap: {exc}") from None
     options = DrillOptions(speed=args.speed, for_cap=for_cap, detect_timeout=args.detect_timeout,
                            resolve_timeout=args.resolve_timeout, warmup_seconds=args.warmup, rules_dir=args.rules,
-                           slo_spec=args.slo)
+                           config=_config(args))
     try:
         result = run_drills([SCENARIOS[n] for n in names], options, args.workdir,
                             progress=lambda line: print(line, file=sys.stderr, flush=True))
@@ -144,3 +146,11 @@ def _drills(args: argparse.Namespace) -> int:
     sys.stdout.write(gameday_text(result, args.strict))
     _write(args, gameday_markdown(result, args.strict), gameday_json(result, args.strict))
     return 0 if result.passed(strict=args.strict) else 1
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The config the game day's rules come from: ``--slo`` or the packaged spec."""
+    try:
+        return Config.load(args.slo)
+    except SpecError as exc:
+        raise CliError(str(exc)) from None

@@ -30,6 +30,7 @@ SUBCOMMAND_HELP: dict[str, str] = {
     "schema": "print every metric npuobs emits (name, type, unit, labels)",
     "alerts": "generate and check SLO burn-rate and device alerts, Alertmanager routing",
     "dashboards": "generate Grafana dashboards; render them from live Prometheus",
+    "generate": "regenerate every committed artifact (docs, rules, dashboards, deploy); --check for staleness",
     "gameday": "run failure drills on the embedded stack and grade detection and routing",
     "slo": "SLO attainment, error budget and burn-rate reports from Prometheus",
     "devices": "list devices and their readings through a backend",

@@ -7,9 +7,9 @@ import datetime
 import sys
 from pathlib import Path
 
-from npuobs import resources
-from npuobs.alerting.slo_spec import SpecError, load_spec
+from npuobs.alerting.slo_spec import SpecError
 from npuobs.cli.errors import CliError
+from npuobs.config import Config
 from npuobs.durations import parse_duration
 
 
@@ -57,8 +57,8 @@ def run_report(args: argparse.Namespace) -> int:
     from npuobs.slo_report import PrometheusClient, collect, render_json, render_markdown, render_table
 
     try:
-        spec = load_spec(args.slo or resources.default_slo_spec())
-        statuses = collect(PrometheusClient(args.prometheus, args.at), spec, args.period)
+        config = Config.load(args.slo)
+        statuses = collect(PrometheusClient(args.prometheus, args.at), config.spec, args.period)
     except (SpecError, PrometheusError) as exc:
         raise CliError(str(exc)) from None
     if not statuses:

@@ -26,7 +26,7 @@ DEV = "{{node}}/{{device}}"
 EXEMPLAR_TRACE_LABEL = "trace_id"
 
 
-def trace_link_override(options: p.Options) -> dict[str, object]:
+def trace_link_override(options: p.Config) -> dict[str, object]:
     """A data link on each latency exemplar's trace ID, to the trace in the configured trace UI."""
     return {"matcher": {"id": "byName", "options": EXEMPLAR_TRACE_LABEL, "scope": "exemplar"},
             "properties": [{"id": "links", "value": [{
@@ -34,7 +34,7 @@ def trace_link_override(options: p.Options) -> dict[str, object]:
                 "url": options.trace_url.replace("{trace_id}", "${__value.raw}")}]}]}
 
 
-def build(options: p.Options) -> g.Dashboard:
+def build(options: p.Config) -> g.Dashboard:
     f = Filters(VARIABLES, Profile.DEBUG)
     t = options.thresholds
     board = p.Board()

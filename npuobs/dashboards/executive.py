@@ -30,7 +30,7 @@ def budget_record(selector: str) -> str:
     return f"last_over_time({selector}[{format_duration(2 * parse_duration(BUDGET_INTERVAL))}])"
 
 
-def build(options: p.Options) -> g.Dashboard:
+def build(options: p.Config) -> g.Dashboard:
     f = Filters(VARIABLES)
     t = options.thresholds
     spec = options.spec

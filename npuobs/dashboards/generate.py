@@ -17,13 +17,11 @@ import yaml
 from grafanalib import core as g
 from grafanalib._gen import DashboardEncoder
 
-from npuobs.alerting.generate import Options as AlertOptions
-from npuobs.alerting.generate import build_rules
-from npuobs.alerting.slo_spec import Spec
+from npuobs.config import TEMPO_UID, Config, tempo_explore_url
 from npuobs.dashboards import debug, executive, oncall
-from npuobs.dashboards.panels import DASHBOARDS, TEMPO_UID, DashboardRef, Options, tempo_explore_url
+from npuobs.dashboards.panels import DASHBOARDS, DashboardRef
 
-BUILDERS: dict[str, Callable[[Options], g.Dashboard]] = {
+BUILDERS: dict[str, Callable[[Config], g.Dashboard]] = {
     "executive": executive.build, "oncall": oncall.build, "debug": debug.build,
 }
 GRAFANA_DASHBOARD_DIR = "/var/lib/grafana/dashboards"
@@ -39,14 +37,6 @@ _LEGACY_PANEL = frozenset({"editable", "error", "height", "minSpan", "span", "co
 _LEGACY_TIMEPICKER = frozenset({"time_options"})
 # A row is a header, not a panel: Grafana's model gives it only these (grafanalib writes panel fields).
 _ROW_KEYS = frozenset({"collapsed", "datasource", "gridPos", "id", "panels", "repeat", "title", "type"})
-
-
-def default_options(spec: Spec, **overrides: Any) -> Options:
-    """Options for ``spec`` with the alert names the alert generator produces (for runbook links)."""
-    policy = overrides.get("policy")
-    alert_options = AlertOptions(policy=policy) if policy else AlertOptions()
-    known = frozenset(a.name for a in build_rules(spec, alert_options).alerts)
-    return Options(spec=spec, known_alerts=known, **overrides)
 
 
 def _drop_none(node: Any) -> Any:
@@ -79,12 +69,12 @@ def modernise(dashboard: g.Dashboard) -> dict[str, Any]:
     return _drop_none(data)
 
 
-def dashboards(options: Options) -> dict[DashboardRef, dict[str, Any]]:
+def dashboards(options: Config) -> dict[DashboardRef, dict[str, Any]]:
     """Every dashboard as JSON data, keyed by its reference."""
     return {ref: modernise(BUILDERS[ref.key](options)) for ref in DASHBOARDS}
 
 
-def _datasources(options: Options) -> dict[str, Any]:
+def _datasources(options: Config) -> dict[str, Any]:
     # Grafana expands $VAR in provisioning files: a literal $ is written $$.
     trace_url = options.trace_url.replace("{trace_id}", "$${__value.raw}")
     datasources: list[dict[str, Any]] = [
@@ -112,7 +102,7 @@ def _yaml(doc: dict[str, Any], what: str) -> str:
     return header + yaml.safe_dump(doc, sort_keys=False, width=1_000)
 
 
-def render(options: Options) -> dict[str, str]:
+def render(options: Config) -> dict[str, str]:
     """File name (relative to the output directory) -> content."""
     files = {ref.filename: json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
              for ref, data in dashboards(options).items()}

@@ -34,7 +34,7 @@ def burn_rate(f: Filters, slos: tuple[SLO, ...], window: str) -> str:
     return "\nor\n".join(terms)
 
 
-def burn_panels(options: p.Options, f: Filters) -> list[g.TimeSeries]:
+def burn_panels(options: p.Config, f: Filters) -> list[g.TimeSeries]:
     """One panel per window pair of the policy: both windows against the pair's burn factor."""
     spec = options.spec
     by_period: dict[str, tuple[SLO, ...]] = {}
@@ -58,7 +58,7 @@ def burn_panels(options: p.Options, f: Filters) -> list[g.TimeSeries]:
     return out
 
 
-def build(options: p.Options) -> g.Dashboard:
+def build(options: p.Config) -> g.Dashboard:
     f = Filters(VARIABLES)
     t = options.thresholds
     board = p.Board()

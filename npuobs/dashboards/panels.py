@@ -1,4 +1,4 @@
-"""Shared building blocks of the three dashboards: options, variables, targets, panels, links, layout.
+"""Shared building blocks of the three dashboards: variables, targets, panels, links, layout.
 
 The dashboards are grafanalib objects. grafanalib 0.7.1 still writes some fields of Grafana's
 old dashboard model (schemaVersion 12: ``span``, ``intervalFactor``, tag options ...); targets and
@@ -8,21 +8,16 @@ drops the remaining legacy keys, so the JSON validates against Grafana's own das
 
 from __future__ import annotations
 
-import json
-import urllib.parse
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import attr
 from grafanalib import core as g
 
 from npuobs.alerting import conventions as cv
-from npuobs.alerting.burnrate import DEFAULT_POLICY
-from npuobs.alerting.slo_spec import Spec
+from npuobs.config import Config
 from npuobs.dashboards.queries import ALL
-from npuobs.thresholds import DEFAULT as THRESHOLDS
-from npuobs.thresholds import Thresholds
 
 SCHEMA_VERSION = 39
 """Grafana 10.4's dashboard model: loads without migrations there and migrates cleanly in 11/12."""
@@ -31,22 +26,6 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 """Every panel and query variable uses the datasource the ``$datasource`` variable picks."""
 
 GRID_COLUMNS = 24
-TEMPO_UID = "tempo"
-
-
-def tempo_explore_url() -> str:
-    """Grafana Explore on the provisioned Tempo datasource, with ``{trace_id}`` where the ID goes.
-
-    Traces reach Tempo over OTLP; Tempo has no UI of its own, Grafana's Explore is it.
-    """
-    pane = {"datasource": TEMPO_UID,
-            "queries": [{"refId": "A", "datasource": {"type": "tempo", "uid": TEMPO_UID},
-                         "queryType": "traceql", "query": "TRACE_ID"}],
-            "range": {"from": "now-1h", "to": "now"}}
-    encoded = urllib.parse.quote(json.dumps(pane, separators=(",", ":")), safe="")
-    return "/explore?orgId=1&left=" + encoded.replace("TRACE_ID", "{trace_id}")
-
-
 @dataclass(frozen=True)
 class DashboardRef:
     """Identity of one generated dashboard: a stable UID keeps links and bookmarks valid across runs."""
@@ -68,26 +47,6 @@ EXECUTIVE = DashboardRef("executive", "npuobs-executive", "NPU fleet: executive 
 ONCALL = DashboardRef("oncall", "npuobs-oncall", "NPU fleet: on-call")
 DEBUG = DashboardRef("debug", "npuobs-debug", "NPU fleet: device debug")
 DASHBOARDS = (EXECUTIVE, ONCALL, DEBUG)
-
-
-@dataclass(frozen=True)
-class Options:
-    """Everything a dashboard reads besides the schema: the SLO spec, shared thresholds, links, prices."""
-
-    spec: Spec
-    policy: str = DEFAULT_POLICY
-    thresholds: Thresholds = THRESHOLDS
-    runbook_base_url: str = cv.DEFAULT_RUNBOOK_BASE_URL
-    known_alerts: frozenset[str] = field(default_factory=frozenset)  # runbook links must name one (empty: unchecked)
-    cost_per_kwh: float = 0.15
-    cost_per_device_hour: float = 1.50
-    currency_unit: str = "currencyUSD"
-    datasource_name: str = "Prometheus"
-    datasource_uid: str = "prometheus"
-    prometheus_url: str = "http://prometheus:9090"
-    scrape_interval: str = "15s"  # the datasource's timeInterval: Grafana sizes $__rate_interval from it
-    tempo_url: str = "http://tempo:3200"
-    trace_url: str = field(default_factory=tempo_explore_url)  # one trace's URL; {trace_id} = the exemplar's ID
 
 
 # --- targets and variables ---------------------------------------------------------------------
@@ -163,7 +122,7 @@ class Variable(g.Template):
         return data
 
 
-def datasource_variable(options: Options) -> Variable:
+def datasource_variable(options: Config) -> Variable:
     return Variable(name="datasource", label="Data source", type="datasource", query="prometheus",
                     default=options.datasource_uid, text=options.datasource_name,
                     description="Prometheus that scrapes the npuobs exporters and evaluates the npuobs rules")
@@ -215,7 +174,7 @@ def below(value: float) -> list[dict[str, Any]]:
     return steps("red", (value, "green"))
 
 
-def runbook_link(options: Options, alert: str) -> g.DashboardLink:
+def runbook_link(options: Config, alert: str) -> g.DashboardLink:
     """A panel link to the alert's runbook; unknown alert names fail generation instead of rotting."""
     if options.known_alerts and alert not in options.known_alerts:
         raise ValueError(f"runbook link to {alert!r}, which is not an alert the generator produces")

@@ -25,15 +25,10 @@ RATE = "$__rate_interval"
 
 ALL = ".*"
 
-# Labels each recording rule keeps (the ``by`` clauses in npuobs/alerting/device_alerts.py, the
-# SLO labels of npuobs/alerting/slo_rules.py); the live test checks them against real results.
-RECORD_LABELS: dict[str, tuple[str, ...]] = {
-    cv.CPU_FALLBACK_RATIO: ("node", "device", "vendor"),
-    cv.LATENCY_P99: ("node", "device", "model", "tenant"),
-    cv.TENANT_P99_SPREAD: ("node", "device", "model"),
-    cv.DEVICE_ERROR_RATE: ("node", "device", "vendor"),
-    cv.DISTINCT_VERSIONS: ("vendor", "model", "component"),
-}
+# Labels each recording rule keeps: owned by the derived series in the schema (the rules' ``by``
+# clauses are written from them); the SLO rules keep ``cv.SLO_LABELS``. The live test checks them
+# against real results.
+RECORD_LABELS: dict[str, tuple[str, ...]] = {d.name: d.labels for d in schema.DERIVED}
 SLO_RECORD_PREFIX = "npuobs:slo_"
 
 # Series whose ``model`` label names the hardware model (RNGD, ATOM ...), not the served ML model

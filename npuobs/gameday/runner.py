@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from npuobs.alerting import conventions as cv
+from npuobs.config import Config
 from npuobs.gameday.grader import Delivery, Grader, ScenarioResult, SeenAlert, delivery_from_event
 from npuobs.gameday.scenarios import Scenario
 from npuobs.simulator.fleet import FleetConfig
@@ -46,7 +47,7 @@ class DrillOptions:
     warmup_seconds: float = 30.0  # let rate windows fill and start-up alerts settle before the first drill
     poll_seconds: float = 1.0
     rules_dir: Path | None = None  # rule files to test instead of freshly generated ones
-    slo_spec: Path | None = None
+    config: Config | None = None  # None: the packaged SLO spec
     fleet: FleetConfig = field(default_factory=FleetConfig.default)
     timing: Timing = field(default_factory=lambda: Timing(scrape_interval="5s", evaluation_interval="5s",
                                                           group_wait="5s", group_interval="10s"))
@@ -215,7 +216,7 @@ def run_drills(scenarios: Sequence[Scenario], options: DrillOptions, workdir: Pa
     own = workdir is None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="npuobs-gameday-"))
     timing = replace(options.timing, for_cap=options.for_cap)
-    kwargs = {"slo_spec": options.slo_spec} if options.slo_spec else {}
+    kwargs = {"config": options.config} if options.config else {}
     stack = DrillStack(fleet_config=options.fleet, timing=timing, workdir=workdir, speed=options.speed,
                        rules_dir=options.rules_dir, **kwargs)
     started = time.time()

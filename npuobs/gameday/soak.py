@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from npuobs import resources
 from npuobs.alerting import conventions as cv
-from npuobs.alerting.generate import Options, render, write
-from npuobs.alerting.slo_spec import load_spec
+from npuobs.alerting.generate import render, write
+from npuobs.config import Config
 from npuobs.gameday.promeval import AlertInterval, TsdbEvaluator
 from npuobs.gameday.record import Action, Recording, RecordOptions, record
 from npuobs.simulator.fleet import FleetConfig
@@ -57,8 +56,8 @@ class SoakOptions:
     blips: tuple[tuple[str, float], ...] = BLIPS  # (fault, virtual seconds) drawn from at random
     quiet_start: float = 1800.0  # no blip in the first 30 minutes: rate windows fill with healthy data first
     workers: int = 2
-    rules_dir: Path | None = None  # None: generate from slo_spec (what `npuobs alerts generate` writes)
-    slo_spec: Path = field(default_factory=resources.default_slo_spec)
+    rules_dir: Path | None = None  # None: generate from config (what `npuobs alerts generate` writes)
+    config: Config = field(default_factory=Config.load)
 
 
 @dataclass
@@ -119,7 +118,7 @@ def rule_files(options: SoakOptions, workdir: Path) -> list[Path]:
     rules_dir = options.rules_dir
     if rules_dir is None:
         rules_dir = workdir / "rules"
-        write(render(load_spec(options.slo_spec), Options()), rules_dir)
+        write(render(options.config), rules_dir)
     paths = [Path(rules_dir) / name for name in cv.RULE_FILES]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:

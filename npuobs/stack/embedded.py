@@ -21,11 +21,10 @@ from typing import Any
 
 import yaml
 
-from npuobs import resources
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.amconfig import AlertmanagerOptions, RoutingKey
-from npuobs.alerting.generate import Options, render
-from npuobs.alerting.slo_spec import load_spec
+from npuobs.alerting.generate import render
+from npuobs.config import Config
 from npuobs.durations import format_duration, parse_duration
 from npuobs.simulator.fleet import FleetConfig
 from npuobs.stack.alertmanager import AlertmanagerServer
@@ -68,7 +67,7 @@ class EmbeddedStack:
     state_dir: Path | None = None  # simulator state (default: <workdir>/sim)
     speed: float = 1.0
     remediate_url: str | None = None  # also route alerts to this npuobs remediate webhook (docs/remediation.md)
-    slo_spec: Path = field(default_factory=resources.default_slo_spec)
+    config: Config = field(default_factory=Config.load)  # SLO spec + thresholds the rules come from
     runner: FleetRunner | None = None
     prometheus: PrometheusServer | None = None
     alertmanager: AlertmanagerServer | None = None
@@ -130,7 +129,7 @@ class EmbeddedStack:
         am = AlertmanagerOptions(page_key=RoutingKey(key=PAGE_KEY), ticket_key=RoutingKey(key=TICKET_KEY),
                                  pagerduty_url=self.sink.enqueue_url, group_wait=self.timing.group_wait,
                                  group_interval=self.timing.group_interval)
-        return render(load_spec(self.slo_spec), replace(Options(), alertmanager=am))
+        return render(replace(self.config, alertmanager=am))
 
     def inject(self, kind: str, node: str = "", device: str = "", duration: float | None = None,
                reason: str = "") -> Any:

@@ -40,7 +40,6 @@ from npuobs.alerting.amconfig import AlertmanagerOptions
 from npuobs.alerting.generate import dump_yaml, render
 from npuobs.config import Config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART_DIR = Path("deploy/helm/npuobs")
 MANIFESTS_DIR = Path("deploy/manifests")
 CHART_RULES_FILE = CHART_DIR / "files" / "prometheus-rules.yaml"
@@ -587,7 +586,8 @@ def write_all(root: Path) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=REGENERATE, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=REPO_ROOT, help="repository root (default: %(default)s)")
+    parser.add_argument("--root", type=Path, default=Path("."),
+                        help="repository root (default: the current directory); `npuobs generate` does this and more")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything is stale")
     args = parser.parse_args(argv)
     if args.check:

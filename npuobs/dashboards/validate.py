@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from grafanalib import formatunits
 from npuobs.dashboards.panels import DATASOURCE, GRID_COLUMNS
 from npuobs.dashboards.promql import panels
 
-SCHEMA_PATH = Path(__file__).with_name("grafana-dashboard.schema.json")
+SCHEMA_RESOURCE = "grafana-dashboard.schema.json"  # package data of npuobs.dashboards
 
 # Grafana's unit ids, as grafanalib lists them, plus the currencies the cost panel may be set to.
 UNITS = frozenset(v for k, v in vars(formatunits).items() if k.isupper() and isinstance(v, str)) | {
@@ -42,7 +43,7 @@ _RUNBOOK_URL = re.compile(r"/runbooks/([A-Za-z0-9]+)\.md$")
 def _validator() -> Any:
     import jsonschema  # only the checks need it; generating dashboards does not
 
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = json.loads(resources.files("npuobs.dashboards").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8"))
     return jsonschema.Draft7Validator(schema)
 
 

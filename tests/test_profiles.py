@@ -13,8 +13,9 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.samples import Exemplar
 
 from npuobs import cardinality, schema
-from npuobs.alerting.generate import Options, build_rules
+from npuobs.alerting.generate import build_rules
 from npuobs.alerting.slo_spec import load_spec
+from npuobs.config import Config
 from npuobs.dashboards.promql import panel_queries
 from npuobs.devices import registry
 from npuobs.devices.source import SourceStatus
@@ -121,7 +122,7 @@ def test_histogram_buckets_sum_and_keep_the_slowest_exemplar() -> None:
 
 def test_every_rule_reads_only_what_minimal_emits() -> None:
     """SLO rules, device alerts and their recordings work on minimal, hence on standard."""
-    rules = build_rules(load_spec(ROOT / "alerts" / "slo.yaml"), Options())
+    rules = build_rules(Config(spec=load_spec(ROOT / "alerts" / "slo.yaml")))
     read: set[schema.MetricSpec] = set()
     for groups in rules.by_file.values():
         for group in groups:

@@ -30,7 +30,7 @@ class Shape:
 
 # Labels fixed by the device (one value per device) or by the node.
 _ONE_PER_DEVICE = frozenset({"node", "vendor", "uuid", "driver_version", "firmware_version", "runtime_version",
-                             "backend", "version", "namespace", "pod"})
+                             "backend", "version", "namespace", "pod", "claim"})
 
 
 def _values(spec: MetricSpec, label: str, shape: Shape) -> int:

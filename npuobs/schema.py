@@ -161,9 +161,10 @@ METRICS: tuple[MetricSpec, ...] = (
                "Device identity and driver/firmware/runtime versions; the value is always 1.",
                INFO_LABELS, ("F6",)),
     MetricSpec("npu_device_pod_info", MetricType.INFO, "",
-               "Pod container the kubelet allocated the device to (PodResources API); one series per container "
-               "sharing the device; the value is always 1.",
-               DEVICE_LABELS + ("namespace", "pod", "container"), ("F7",), profile=STD),
+               "Pod container the kubelet allocated the device to (PodResources API: device plugins, and DRA "
+               "ResourceClaims named in claim, empty for device plugins); one series per container sharing "
+               "the device; the value is always 1.",
+               DEVICE_LABELS + ("namespace", "pod", "container", "claim"), ("F7",), profile=STD),
     # --- device: thermals and power
     _d("npu_temperature_celsius", G, "celsius", "Device (die) temperature.", ("F2",), grafana_unit="celsius"),
     _d("npu_temperature_throttle_threshold_celsius", G, "celsius",

@@ -191,7 +191,8 @@ class Exporter:
         self._record(outcome.result)
         if outcome.value is None:
             return []
-        return pods.collect(self.config.node, snap, outcome.value, self.config.podresources.resource_names)
+        pr = self.config.podresources
+        return pods.collect(self.config.node, snap, outcome.value, pr.resource_names, pr.driver_names)
 
     # -- pages ------------------------------------------------------------------------------------
     def _landing(self) -> str:

@@ -49,6 +49,14 @@ DEFAULT_RESOURCE_NAMES: Mapping[str, tuple[str, ...]] = {
     "nvidia": ("nvidia.com/gpu",),
     "google": ("google.com/tpu",),
 }
+# DRA driver names (ResourceSlice ``spec.driver``) of each vendor's published DRA driver; devices a
+# claim got from one of them are attributed too. Override with podresources.driver_names.
+DEFAULT_DRIVER_NAMES: Mapping[str, tuple[str, ...]] = {
+    "nvidia": ("gpu.nvidia.com",),
+    "amd": ("gpu.amd.com",),
+    "intel": ("gaudi.intel.com",),
+    "aws": ("neuron.aws.com",),
+}
 
 LOG_FORMATS = ("json", "text")
 OTLP_PROTOCOLS = ("grpc", "http")
@@ -71,6 +79,7 @@ class PodResourcesConfig:
     timeout: float = 2.0
     resource_names: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_RESOURCE_NAMES))
     enabled: bool = True
+    driver_names: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_DRIVER_NAMES))
 
 
 @dataclass(frozen=True)
@@ -203,7 +212,7 @@ _TOP = {
     "profile": (str,), "podresources": (dict,), "otlp": (dict,),
 }
 _PODRESOURCES = {"socket": (str,), "timeout": _NUMBER, "resource_names": (dict,),
-                 "enabled": (bool,)}
+                 "enabled": (bool,), "driver_names": (dict,)}
 _OTLP = {"endpoint": (str,), "protocol": (str,), "interval": _NUMBER, "timeout": _NUMBER,
          "headers": (dict,), "insecure": (bool,)}
 
@@ -254,6 +263,8 @@ def from_dict(doc: Any, where: str = "config") -> ExporterConfig:
             pr_kwargs["enabled"] = pr["enabled"]
         if "resource_names" in pr:
             pr_kwargs["resource_names"] = _resource_names(pr["resource_names"], f"{where}: podresources.resource_names")
+        if "driver_names" in pr:
+            pr_kwargs["driver_names"] = _resource_names(pr["driver_names"], f"{where}: podresources.driver_names")
         kwargs["podresources"] = PodResourcesConfig(**pr_kwargs)
     if "otlp" in top:
         ot = _check_section(top["otlp"], _OTLP, where, "otlp.")

@@ -10,6 +10,9 @@ wanted::
 
 A device ID from the kubelet matches a device when it equals the device's id (with or without the
 ``auto`` backend's ``<backend>:`` prefix) or its UUID, under one of the vendor's resource names.
+Devices allocated through Dynamic Resource Allocation match the same way under one of the vendor's
+DRA driver names (a driver's ``gpu-0``/``npu3`` naming also matches device ``0``/``3``), and their
+series carry the ResourceClaim's name in ``claim`` (empty for device-plugin allocations).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ _PROPOSED_SPEC = MetricSpec(
     POD_INFO, MetricType.INFO, "",
     "Pod container the kubelet allocated the device to (PodResources API); one series per container "
     "sharing the device; the value is always 1.",
-    DEVICE_LABELS + ("namespace", "pod", "container"), ("F7",))
+    DEVICE_LABELS + ("namespace", "pod", "container", "claim"), ("F7",))
 
 
 def spec() -> MetricSpec:
@@ -40,10 +43,14 @@ def spec() -> MetricSpec:
 
 
 def collect(node: str, snapshot: Snapshot | None, attribution: PodAttribution,
-            resource_names: Mapping[str, Iterable[str]]) -> list[Metric]:
+            resource_names: Mapping[str, Iterable[str]],
+            driver_names: Mapping[str, Iterable[str]] | None = None) -> list[Metric]:
     info = family(POD_INFO, spec())
     for r in snapshot.devices if snapshot else ():
         ids = {r.info.device, r.info.device.rpartition(":")[2], r.info.uuid} - {""}
-        for pod in attribution.pods_for(resource_names.get(r.info.vendor, ()), ids):
-            info.add_metric([node, r.info.device, r.info.vendor, pod.namespace, pod.pod, pod.container], {})
+        names = (*resource_names.get(r.info.vendor, ()), *(driver_names or {}).get(r.info.vendor, ()))
+        for holder in attribution.holders_for(names, ids):
+            pod = holder.pod
+            info.add_metric([node, r.info.device, r.info.vendor, pod.namespace, pod.pod, pod.container, holder.claim],
+                            {})
     return non_empty([info])

@@ -193,3 +193,18 @@ def test_option_selects_the_csv_form(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 0, err
     (gpu,) = json.loads(out)["devices"]
     assert gpu["model"] == "NVIDIA H100 80GB HBM3" and gpu["readings"]["power_watts"] > 0
+
+
+def test_a_failing_sub_command_is_a_source_error_next_to_the_other_commands_devices(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``hl-smi -Q`` fails, the table still reads: 8 devices without the query's fields, one error."""
+    tool = stand_in(tmp_path, "hl-smi", TOOLS["gaudi"][1], fail=" -Q")
+    code, out, err = run_cli(capsys, "--backend", "gaudi", "--tool-path", tool, "--timeout", "20", "--node", "n1",
+                             "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    validate(doc)
+    assert len(doc["devices"]) == 8 and doc["devices"][0]["readings"]["power_limit_watts"] == 600.0
+    assert "clock_hertz" not in doc["devices"][0]["readings"]  # only the query has clocks
+    (error,) = doc["errors"]
+    assert error["source"] == "hl-smi -Q" and "this sub-command fails" in error["message"]

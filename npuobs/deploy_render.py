@@ -515,16 +515,17 @@ def compose_alertmanager_config(root: Path) -> str:
 
 
 def namespace_object() -> dict[str, Any]:
-    """The Namespace for the plain manifests (Helm users pass ``--create-namespace`` instead).
+    """The Namespace for the plain manifests (Helm users pass ``--create-namespace`` and label it).
 
-    Pod Security ``privileged``: the Baseline and Restricted levels forbid every hostPath volume, which
-    pod attribution (the kubelet's socket) and some backends (vendor tool directories) need.
+    Pod Security ``restricted``: every default DaemonSet meets it; the one that needs a hostPath
+    (neuron) runs isolated in its own ``privileged`` namespace, which the chart renders itself.
     """
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": NAMESPACE, "labels": {
                 "app.kubernetes.io/name": "npuobs",
-                "pod-security.kubernetes.io/enforce": "privileged",
+                "pod-security.kubernetes.io/enforce": "restricted",
                 "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/audit": "restricted",
             }}}
 
 
@@ -539,8 +540,10 @@ def manifest_files(root: Path) -> dict[str, str]:
         if name in files:
             raise TemplateError(f"two objects render to {name}")
         files[name] = dump_yaml(obj, header)
+    # no kustomization-wide namespace: it would pull the isolated accelerators' objects (and rename
+    # their Namespace) into the restricted one; every object names its namespace itself
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                     "namespace": NAMESPACE, "resources": list(files)}
+                     "resources": list(files)}
     files["kustomization.yaml"] = dump_yaml(kustomization, header)
     return files
 

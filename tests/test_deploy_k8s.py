@@ -41,6 +41,10 @@ RESOURCE_NAMES = {
 _DURATION = {"type": "string",
              "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
 _STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_SECRET_KEY = {"type": "object", "required": ["name", "key"], "additionalProperties": False,
+               "properties": {"name": {"type": "string"}, "key": {"type": "string"}, "optional": {"type": "boolean"}}}
+_SECRET_OR_CM = {"type": "object", "additionalProperties": False,
+                 "properties": {"secret": _SECRET_KEY, "configMap": _SECRET_KEY}}
 _METADATA = {"type": "object", "required": ["name", "namespace"],
              "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}, "labels": _STR_MAP}}
 OPERATOR_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -60,7 +64,16 @@ OPERATOR_SCHEMAS: dict[str, dict[str, Any]] = {
                          "endpoints": {"type": "array", "minItems": 1, "items": {
                              "type": "object", "additionalProperties": False, "required": ["port"],
                              "properties": {"port": {"type": "string"}, "path": {"type": "string"},
-                                            "interval": _DURATION, "scrapeTimeout": _DURATION}}}}}}},
+                                            "interval": _DURATION, "scrapeTimeout": _DURATION,
+                                            "scheme": {"enum": ["http", "https"]},
+                                            "tlsConfig": {"type": "object", "additionalProperties": False,
+                                                          "properties": {"ca": _SECRET_OR_CM, "cert": _SECRET_OR_CM,
+                                                                         "keySecret": _SECRET_KEY,
+                                                                         "serverName": {"type": "string"},
+                                                                         "insecureSkipVerify": {"type": "boolean"}}},
+                                            "basicAuth": {"type": "object", "additionalProperties": False,
+                                                          "properties": {"username": _SECRET_KEY,
+                                                                         "password": _SECRET_KEY}}}}}}}}},
     "PrometheusRule": {
         "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
         "properties": {
@@ -106,7 +119,7 @@ def _render(overrides: dict[str, Any], release: dr.Release = DEFAULT_RELEASE) ->
 
 def test_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
-    assert kustomization["namespace"] == dr.NAMESPACE
+    assert "namespace" not in kustomization, "it would move the isolated accelerators into the restricted namespace"
     assert sorted(kustomization["resources"]) == sorted(p.name for p in MANIFESTS.glob("*.yaml")
                                                         if p.name != "kustomization.yaml")
 
@@ -153,13 +166,15 @@ def test_default_security_posture() -> None:
     objects = [obj for _, obj in _manifests()]
     assert not [o["kind"] for o in objects if o["kind"] in ("Role", "ClusterRole", "RoleBinding",
                                                              "ClusterRoleBinding")], "the exporter needs no RBAC"
-    [sa] = [o for o in objects if o["kind"] == "ServiceAccount"]
-    assert sa["automountServiceAccountToken"] is False
+    accounts = {(o["metadata"]["namespace"], o["metadata"]["name"]): o
+                for o in objects if o["kind"] == "ServiceAccount"}
+    assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
     daemonsets = _daemonsets(objects)
     assert sorted(daemonsets) == sorted(RESOURCE_NAMES)
     for name, ds in daemonsets.items():
         pod = ds["spec"]["template"]["spec"]
-        assert pod["serviceAccountName"] == sa["metadata"]["name"] and pod["automountServiceAccountToken"] is False
+        assert (ds["metadata"]["namespace"], pod["serviceAccountName"]) in accounts
+        assert pod["automountServiceAccountToken"] is False
         for key in ("hostNetwork", "hostPID", "hostIPC"):
             assert not pod.get(key), f"{name}: {key}"
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
@@ -216,7 +231,8 @@ def test_minimal_install_one_vendor_no_operator_objects() -> None:
                        "accelerators": {name: {"enabled": name == "nvidia"} for name in VALUES["accelerators"]}},
                       release)
     _validate(objects)
-    assert sorted(o["kind"] for o in objects) == ["ConfigMap", "DaemonSet", "Service", "ServiceAccount"]
+    assert sorted(o["kind"] for o in objects) == ["ConfigMap", "DaemonSet", "NetworkPolicy", "Service",
+                                                  "ServiceAccount"]
     assert all(o["metadata"]["namespace"] == "monitoring" for o in objects)
     [ds] = _daemonsets(objects).values()
     assert ds["metadata"]["name"] == "fleet-nvidia"
@@ -229,12 +245,15 @@ def test_servicemonitor_scrapes_the_job_the_alerts_expect() -> None:
     """job = the Service's app.kubernetes.io/name label, whatever the release is called."""
     objects = _render({}, dr.Release("anything", "monitoring"))
     [sm] = [o for o in objects if o["kind"] == "ServiceMonitor"]
-    [svc] = [o for o in objects if o["kind"] == "Service"]
-    job = svc["metadata"]["labels"][sm["spec"]["jobLabel"]]
-    assert job == load_spec(REPO / dr.SLO_SPEC).fleet.exporter_job
-    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
-    assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
+    services = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Service"}
+    assert sorted(sm["spec"]["namespaceSelector"]["matchNames"]) == sorted(services)
+    for svc in services.values():
+        job = svc["metadata"]["labels"][sm["spec"]["jobLabel"]]
+        assert job == load_spec(REPO / dr.SLO_SPEC).fleet.exporter_job
+        assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+        assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
     for ds in _daemonsets(objects).values():
+        svc = services[ds["metadata"]["namespace"]]  # every DaemonSet has a Service in its namespace
         assert svc["spec"]["selector"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
 
 
@@ -257,8 +276,10 @@ def test_exporter_accepts_the_daemonset_arguments_and_config() -> None:
     from npuobs.exporter.config import from_dict
 
     objects = [obj for _, obj in _manifests()]
-    [config_map] = [o for o in objects if o["kind"] == "ConfigMap"]
+    config_maps = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects if o["kind"] == "ConfigMap"}
     for name, ds in _daemonsets(objects).items():
+        [volume] = [v for v in ds["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"]
+        config_map = config_maps[(ds["metadata"]["namespace"], volume["configMap"]["name"])]
         container = ds["spec"]["template"]["spec"]["containers"][0]
         args = build_parser(container["args"]).parse_args(container["args"])
         assert args.backend == VALUES["accelerators"][name]["backend"]
@@ -276,3 +297,125 @@ def test_image_user_and_paths_match_the_dockerfile() -> None:
         for env in acc["env"]:
             if env["name"] == "PATH":
                 assert "/opt/npuobs/bin" in env["value"].split(":"), f"{name}: PATH must keep the image's venv"
+
+
+# --- issue 15: Pod Security "restricted", NetworkPolicy, web config ------------------------------------------
+
+# Volume types Pod Security "restricted" allows (https://kubernetes.io/docs/concepts/security/pod-security-standards/)
+_RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                       "projected", "secret"}
+
+
+def _restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """What Pod Security "restricted" (v1.25+) would reject in a pod spec."""
+    out = [f"hostPath/other volume {v['name']}" for v in pod.get("volumes", [])
+           if not set(v) - {"name"} <= _RESTRICTED_VOLUMES]
+    out += [key for key in ("hostNetwork", "hostPID", "hostIPC") if pod.get(key)]
+    pod_sc = pod.get("securityContext", {})
+    if pod_sc.get("runAsUser") == 0:
+        out.append("runAsUser 0")
+    for c in pod["containers"]:
+        sc = c.get("securityContext", {})
+        if sc.get("privileged"):
+            out.append("privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append("allowPrivilegeEscalation")
+        if sc.get("capabilities", {}).get("drop") != ["ALL"] or set(sc.get("capabilities", {}).get("add", [])) - \
+                {"NET_BIND_SERVICE"}:
+            out.append("capabilities")
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+            out.append("runAsNonRoot")
+        if sc.get("runAsUser") == 0:
+            out.append("runAsUser 0")
+        if (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault",
+                                                                                                "Localhost"):
+            out.append("seccompProfile")
+        out += [f"hostPort {p['hostPort']}" for p in c.get("ports", []) if p.get("hostPort")]
+    return out
+
+
+def test_pod_security_restricted_with_neuron_isolated() -> None:
+    """Probe: 6 of 7 DaemonSets met "restricted" and the namespace enforced "privileged" for all of them."""
+    objects = [obj for _, obj in _manifests()]
+    namespaces = {o["metadata"]["name"]: o["metadata"]["labels"] for o in objects if o["kind"] == "Namespace"}
+    assert namespaces[dr.NAMESPACE]["pod-security.kubernetes.io/enforce"] == "restricted"
+    daemonsets = _daemonsets(objects)
+    for name, ds in daemonsets.items():
+        level = namespaces[ds["metadata"]["namespace"]]["pod-security.kubernetes.io/enforce"]
+        violations = _restricted_violations(ds["spec"]["template"]["spec"])
+        if name == "neuron":
+            assert violations, "the checker must see neuron's hostPath"
+            assert ds["metadata"]["namespace"] == "npuobs-neuron" and level == "privileged"
+        else:
+            assert ds["metadata"]["namespace"] == dr.NAMESPACE and violations == [], (name, violations)
+    # the exemption covers neuron's objects only
+    in_isolated = sorted((o["kind"], o["metadata"]["name"]) for o in objects
+                         if o["metadata"].get("namespace") == "npuobs-neuron")
+    assert in_isolated == [("ConfigMap", "npuobs-neuron-config"), ("DaemonSet", "npuobs-neuron"),
+                           ("NetworkPolicy", "npuobs-neuron"), ("Service", "npuobs-neuron"),
+                           ("ServiceAccount", "npuobs-neuron")]
+    # without its hostPath and not isolated, neuron meets "restricted" too and joins the others
+    objects = _render({"accelerators": {"neuron": {"isolated": False, "hostPaths": []}}})
+    neuron = _daemonsets(objects)["neuron"]
+    assert neuron["metadata"]["namespace"] == dr.NAMESPACE
+    assert _restricted_violations(neuron["spec"]["template"]["spec"]) == []
+    assert not [o for o in objects if o["kind"] == "Namespace"]
+
+
+def test_network_policy_admits_only_the_monitoring_namespace_to_the_metrics_port() -> None:
+    objects = [obj for _, obj in _manifests()]
+    policies = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "NetworkPolicy"}
+    for name, ds in _daemonsets(objects).items():
+        policy = policies[ds["metadata"]["namespace"]]["spec"]
+        assert policy["podSelector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+        assert policy["policyTypes"] == ["Ingress"]
+        [rule] = policy["ingress"]
+        assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+        [port] = ds["spec"]["template"]["spec"]["containers"][0]["ports"]
+        assert rule["ports"] == [{"port": port["name"], "protocol": "TCP"}], name
+    objects = _render({"networkPolicy": {"monitoringNamespace": "obs",
+                                         "extraFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}})
+    _validate(objects)
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy")["spec"]
+    assert policy["ingress"][0]["from"][1] == {"ipBlock": {"cidr": "10.0.0.0/8"}}
+    assert not [o for o in _render({"networkPolicy": {"enabled": False}}) if o["kind"] == "NetworkPolicy"]
+
+
+WEB_CONFIG_VALUES = {"webConfig": {"secretName": "npuobs-web", "serviceMonitor": {
+    "tlsConfig": {"ca": {"secret": {"name": "npuobs-web", "key": "tls.crt"}}, "serverName": "npuobs"},
+    "basicAuth": {"username": {"name": "scrape", "key": "user"}, "password": {"name": "scrape", "key": "pass"}}}}}
+
+
+def test_web_config_from_a_secret_turns_on_tls_and_basic_auth(tmp_path: Path) -> None:
+    """Probe: no way to turn on TLS/basic auth in the chart."""
+    from npuobs.exporter.webconfig import load as load_web
+
+    objects = _render(WEB_CONFIG_VALUES)
+    _validate(objects)
+    for name, ds in _daemonsets(objects).items():
+        pod = ds["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == "web-config"]
+        assert volume["secret"] == {"secretName": "npuobs-web"}
+        assert {"name": "web-config", "mountPath": "/etc/npuobs/web", "readOnly": True} in container["volumeMounts"]
+        args = build_parser(container["args"]).parse_args(container["args"])
+        assert args.web_config == Path("/etc/npuobs/web/web-config.yml")
+        for probe in ("livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["scheme"] == "HTTPS", (name, probe)
+        assert _restricted_violations(pod) == [] or name == "neuron"
+    [sm] = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    [endpoint] = sm["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == WEB_CONFIG_VALUES["webConfig"]["serviceMonitor"]["tlsConfig"]
+    assert endpoint["basicAuth"] == WEB_CONFIG_VALUES["webConfig"]["serviceMonitor"]["basicAuth"]
+    # the mounted Secret's layout: web-config.yml names its files relative to itself
+    (tmp_path / "web-config.yml").write_text("tls_server_config: {cert_file: tls.crt, key_file: tls.key}\n"
+                                             "basic_auth_users: {prometheus: '$2y$04$"
+                                             "uJ5rUuT7Ax3UUz6BqRXlcOu1W3dj0zIYb4d5QvX8tPhZ.1p1d2gKi'}\n")
+    web = load_web(tmp_path / "web-config.yml")
+    assert web.tls is not None and web.tls.cert_file == tmp_path / "tls.crt" and web.basic_auth is not None
+    # without the Secret: plain HTTP, as before
+    ds = _daemonsets(_render({}))["nvidia"]
+    container = ds["spec"]["template"]["spec"]["containers"][0]
+    assert "scheme" not in container["livenessProbe"]["httpGet"]
+    assert not [a for a in container["args"] if a.startswith("--web-config")]

@@ -19,6 +19,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], dr.Release]] = {
     "defaults": ({}, dr.Release()),
     "privileged-neuron": ({"accelerators": {"neuron": {"privileged": True}}}, dr.Release()),
     "pod-attribution": ({"podResources": {"enabled": True}}, dr.Release()),
+    "web-config-and-policy": ({"webConfig": {"secretName": "npuobs-web", "tls": True, "serviceMonitor": {
+        "tlsConfig": {"serverName": "npuobs"},
+        "basicAuth": {"username": {"name": "s", "key": "u"}, "password": {"name": "s", "key": "p"}}}},
+        "networkPolicy": {"monitoringNamespace": "obs", "extraFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+        "accelerators": {"neuron": {"isolated": False, "hostPaths": []}, "amd": {"privileged": True}}},
+        dr.Release("fleet", "monitoring")),
     "minimal": ({"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},
                  "accelerators": {"furiosa": {"enabled": False}, "amd": {"enabled": False}}},
                 dr.Release("fleet", "monitoring")),

@@ -120,10 +120,10 @@ def serve_floor(state: Path, port: int) -> None:
     from prometheus_client.registry import CollectorRegistry
 
     from npuobs.devices import registry
-    from npuobs.exporter.collectors import device, workload
+    from npuobs.exporter.families import device, workload
 
     snap = registry.create("sim", state_dir=state, node=NODE).sample()
-    families = device.collect(NODE, snap, {}) + workload.collect(NODE, snap)
+    families = device.build(NODE, snap, {}) + workload.build(NODE, snap)
 
     class Prebuilt:
         def collect(self) -> list:

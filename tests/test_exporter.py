@@ -23,7 +23,7 @@ from npuobs.devices.base import (
     WorkloadReading,
 )
 from npuobs.exporter import Exporter, ExporterConfig
-from npuobs.exporter.collectors import workload
+from npuobs.exporter.families import workload
 from npuobs.exporter.render import OPENMETRICS, TEXT, negotiate
 from npuobs.schema import LATENCY_BUCKETS
 from npuobs.simulator.fleet import Fleet, FleetConfig
@@ -117,7 +117,7 @@ def test_exemplars_only_in_openmetrics() -> None:
 
 def test_exemplar_sits_on_the_bucket_containing_its_latency() -> None:
     w = _workload_with_exemplar()
-    [hist] = [f for f in workload.collect("n", Snapshot("x", 0.0, (), (w,))) if f.type == "histogram"]
+    [hist] = [f for f in workload.build("n", Snapshot("x", 0.0, (), (w,))) if f.type == "histogram"]
     with_exemplar = [s for s in hist.samples if s.exemplar is not None]
     assert [(s.labels["le"], s.exemplar.labels, s.exemplar.value) for s in with_exemplar] == \
         [("0.1", {"trace_id": "abc"}, 0.07)]

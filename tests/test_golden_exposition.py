@@ -22,6 +22,8 @@ import pytest
 from npuobs.devices.base import DeviceInfo, DeviceReading, Histogram, OpStats, Snapshot, WorkloadReading
 from npuobs.devices.source import SourceStatus
 from npuobs.exporter import profiles
+from npuobs.exporter.families import Inputs
+from npuobs.exporter.families import build as build_families
 from npuobs.exporter.podresources.client import Allocation, PodAttribution, PodRef
 from npuobs.exporter.render import OPENMETRICS, TEXT, render
 from npuobs.instrumentation.sinks import Exemplar, Identity, PrometheusSink
@@ -83,12 +85,8 @@ VANISHED = {"2": "furiosa"}
 
 def exporter_exposition(profile: str) -> dict[str, bytes]:
     """The exporter's /metrics bodies for the fixed input, as it renders them (both formats)."""
-    from npuobs.exporter.collectors import device, pods, selfmetrics, workload
-
-    snap = snapshot()
-    fams = (device.collect(NODE, snap, VANISHED) + workload.collect(NODE, snap)
-            + pods.collect(NODE, snap, ATTRIBUTION, RESOURCE_NAMES) + selfmetrics.collect(NODE, STATUSES, "9.9.9"))
-    return render(profiles.apply(fams, profile)).bodies
+    inputs = Inputs(NODE, snapshot(), STATUSES, "9.9.9", VANISHED, ATTRIBUTION, RESOURCE_NAMES)
+    return render(profiles.apply(build_families(inputs), profile)).bodies
 
 
 def instrumentation_exposition() -> dict[str, bytes]:

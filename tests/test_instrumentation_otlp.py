@@ -27,7 +27,7 @@ from prometheus_client.openmetrics.exposition import generate_latest
 
 from npuobs.devices.base import WorkloadReading
 from npuobs.devices.registry import create
-from npuobs.exporter.collectors import workload
+from npuobs.exporter.families import workload
 from npuobs.instrumentation import Instrumentation, otlp_tracer_provider
 from npuobs.instrumentation import tracing as T
 from npuobs.instrumentation.otlp import ENDPOINT_ENV
@@ -217,7 +217,7 @@ def openmetrics(fleet: Fleet) -> str:
 
     class Families:
         def collect(self) -> list[Metric]:
-            return workload.collect(NODE, snap)
+            return workload.build(NODE, snap)
 
     return generate_latest(Families()).decode()
 

@@ -20,8 +20,8 @@ from npuobs.dashboards.promql import panel_queries
 from npuobs.devices import registry
 from npuobs.devices.source import SourceStatus
 from npuobs.exporter import profiles
-from npuobs.exporter.collectors import device, selfmetrics, workload
 from npuobs.exporter.config import ConfigError, from_dict
+from npuobs.exporter.families import device, selfmetrics, workload
 from npuobs.schema import Profile
 from npuobs.simulator.fleet import Fleet, FleetConfig
 
@@ -42,8 +42,8 @@ def families(tmp_path_factory: pytest.TempPathFactory) -> list:
     Fleet(FleetConfig.single_node(8, node="n1"), state).run(10)
     snap = registry.create("sim", state_dir=state, node="n1").sample()
     status = {"sim": SourceStatus(True, 0.01, 0, 1.0)}
-    return (device.collect("n1", snap, {}) + workload.collect("n1", snap)
-            + selfmetrics.collect("n1", status, "test"))
+    return (device.build("n1", snap, {}) + workload.build("n1", snap)
+            + selfmetrics.build("n1", status, "test"))
 
 
 def counts(fams: list) -> collections.Counter[str]:

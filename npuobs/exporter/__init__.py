@@ -17,7 +17,7 @@ a YAML file with ``npuobs.exporter.config.load(path)`` and flags with ``config.o
 from the registry.
 
 Layout: ``config`` (YAML + flags), ``sampler`` (background sampling with a timeout),
-``collectors/`` (pure snapshot → metric families: device, workload, pods, selfmetrics),
+``families/`` (registered pure builders, snapshot → metric families: device, workload, pods, selfmetrics),
 ``render`` (render once per snapshot per exposition format), ``server`` (HTTP, TLS, basic auth),
 ``webconfig`` (exporter-toolkit web-config), ``podresources/`` (kubelet pod attribution),
 ``otlp`` (OTLP push), ``logs`` (JSON-lines logging), ``app`` (the :class:`Exporter`).

@@ -35,8 +35,9 @@ from npuobs.devices import registry
 from npuobs.devices.base import DeviceBackend, Snapshot, SourceResult
 from npuobs.devices.source import Outcome, Source, SourceHealth, SourceStatus
 from npuobs.exporter import profiles
-from npuobs.exporter.collectors import device, pods, selfmetrics, workload
 from npuobs.exporter.config import ConfigError, ExporterConfig
+from npuobs.exporter.families import Inputs
+from npuobs.exporter.families import build as build_families
 from npuobs.exporter.podresources.client import PodAttribution, PodResourcesWatcher
 from npuobs.exporter.render import RenderCache
 from npuobs.exporter.sampler import Sampler
@@ -172,27 +173,26 @@ class Exporter:
         return vanished
 
     def _families(self, snap: Snapshot | None) -> list[Metric]:
-        node = self.config.node
-        families: list[Metric] = []
+        vanished: dict[str, str] = {}
+        attribution = None
         if snap is not None:
-            families += device.collect(node, snap, self._vanished(snap))
-            families += workload.collect(node, snap)
-            families += self._pod_families(snap)
-        families += selfmetrics.collect(node, self.health.statuses(), __version__)
-        return profiles.apply(families, self.config.profile)
+            vanished = self._vanished(snap)
+            attribution = self._attribution()
+        pr = self.config.podresources
+        inputs = Inputs(self.config.node, snap, self.health.statuses(), __version__, vanished, attribution,
+                        pr.resource_names, pr.driver_names)
+        return profiles.apply(build_families(inputs), self.config.profile)
 
-    def _pod_families(self, snap: Snapshot) -> list[Metric]:
+    def _attribution(self) -> PodAttribution | None:
+        """Run the PodResources source (when on); None when it is off, absent or failed."""
         if self._pods is None:
-            return []
+            return None
         outcome = self._pods.execute()
         if outcome.result.ok and outcome.value is None:  # socket absent: attribution is off, no collector
             self.health.forget(self._pods.name)
-            return []
+            return None
         self._record(outcome.result)
-        if outcome.value is None:
-            return []
-        pr = self.config.podresources
-        return pods.collect(self.config.node, snap, outcome.value, pr.resource_names, pr.driver_names)
+        return outcome.value
 
     # -- pages ------------------------------------------------------------------------------------
     def _landing(self) -> str:

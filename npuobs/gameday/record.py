@@ -2,7 +2,7 @@
 
 Why not scrape a live exporter: a 24-hour soak must finish in minutes, so nothing here waits for
 wall time. The fleet runs as fast as the CPU allows; at every virtual scrape interval each node's
-state is read through the ``sim`` backend and rendered by the exporter's own collectors (the same
+state is read through the ``sim`` backend and rendered by the exporter's own family builders (the same
 pure snapshot -> families code ``npuobs exporter`` serves), with the target labels a scrape adds
 (``job``, ``instance``), a timestamp, and Prometheus' synthetic ``up`` series.
 
@@ -39,7 +39,8 @@ from npuobs.devices.base import Snapshot, SourceResult
 from npuobs.devices.sim import SimBackend
 from npuobs.devices.source import SourceHealth
 from npuobs.durations import format_duration
-from npuobs.exporter.collectors import device, selfmetrics, workload
+from npuobs.exporter.families import Inputs
+from npuobs.exporter.families import build as build_families
 from npuobs.simulator.clock import VirtualClock
 from npuobs.simulator.fleet import Fleet, FleetConfig
 
@@ -132,7 +133,7 @@ class _Families:
 class NodeScraper:
     """Renders one node's exporter output at a virtual instant, as a scrape would have stored it.
 
-    Mirrors the exporter's composition (device, workload and self-health collectors; devices seen
+    Mirrors the exporter's composition (its registered family builders; devices seen
     before and missing now reported ``up 0``), then stamps every sample with the scrape's target
     labels and timestamp. Exemplars are dropped: a backfill has no use for them.
     """
@@ -150,10 +151,7 @@ class NodeScraper:
         error = "; ".join(f"{part}: {m}" for part, m in sorted(snap.errors.items())) or None
         # at virtual time ``now``: the scrape's instant, not the wall clock of this replay
         self._health.record(SourceResult(self.backend.name, now, time.perf_counter() - t0, error))
-        fams = device.collect(self.node, snap, self._vanished(snap))
-        fams += workload.collect(self.node, snap)
-        fams += selfmetrics.collect(self.node, self._health.statuses(), __version__)
-        return fams
+        return build_families(Inputs(self.node, snap, self._health.statuses(), __version__, self._vanished(snap)))
 
     def _vanished(self, snap: Snapshot) -> dict[str, str]:
         present = {r.info.device for r in snap.devices}

@@ -12,13 +12,14 @@ Two ways out, the pluggable part:
   ``restore`` after a restart);
 - a real server exposes its stores through ``PrometheusSink``, a prometheus_client collector that
   renders them at scrape time as the schema's metric families, with the slowest recent kept trace
-  as an OpenMetrics exemplar on the latency bucket that holds it, as the exporter renders the
-  simulator's documents.
+  as an OpenMetrics exemplar on the latency bucket that holds it; families, buckets, exemplars
+  and the ops roll-up come from ``npuobs.families``, the code the exporter renders with.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
@@ -27,17 +28,15 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Exemplar as PromExemplar
-from prometheus_client.utils import floatToGoString
 
-from npuobs.schema import LATENCY_BUCKETS, OP_PLACEMENTS, REQUEST_OUTCOMES, MetricType, metric
+from npuobs.families import add_ops, family, histogram_buckets, non_empty
+from npuobs.schema import LATENCY_BUCKETS, OP_PLACEMENTS, REQUEST_OUTCOMES
 from npuobs.statedoc import OpCount, RuntimeState, TenantRuntime
 from npuobs.thresholds import DEFAULT
 
 _BOUNDS = np.asarray(LATENCY_BUCKETS)
-_LE = [floatToGoString(b) for b in (*LATENCY_BUCKETS, float("inf"))]
 EXEMPLAR_MAX_AGE_SECONDS = 60.0
 """How long a store keeps its slowest exemplar before any newer kept trace replaces it."""
 
@@ -240,17 +239,6 @@ _RUNTIME_METRICS = (
 )
 
 
-def _family(name: str) -> Metric:
-    """An empty family for schema metric ``name``: the schema's help and labels; the OpenMetrics
-    unit only when the name ends in it, as OpenMetrics requires."""
-    spec = metric(name)
-    base = name[: -len("_total")] if spec.type is MetricType.COUNTER else name
-    unit = spec.unit if spec.unit and base.endswith(f"_{spec.unit}") else ""
-    cls = {MetricType.HISTOGRAM: HistogramMetricFamily, MetricType.COUNTER: CounterMetricFamily,
-           MetricType.GAUGE: GaugeMetricFamily}[spec.type]
-    return cls(name, spec.help, labels=list(spec.labels), unit=unit)
-
-
 class PrometheusSink(Collector):
     """The stores of one registry, rendered as the schema's runtime metrics at scrape time.
 
@@ -285,16 +273,16 @@ class PrometheusSink(Collector):
 
     def describe(self) -> list[Metric]:
         """The families this collector owns, so the registry refuses a second owner of a name."""
-        return [_family(n) for n in _RUNTIME_METRICS]
+        return [family(n) for n in _RUNTIME_METRICS]
 
     def collect(self) -> list[Metric]:
-        f = {n: _family(n) for n in _RUNTIME_METRICS}
+        f = {n: family(n) for n in _RUNTIME_METRICS}
         with self._lock:
             stores = list(self._stores.values())
         for store in stores:
             with store.lock:
                 _render(store, f)
-        return [m for m in f.values() if m.samples]
+        return non_empty(f.values())
 
 
 def _render(store: MemoryStore, f: dict[str, Metric]) -> None:
@@ -313,24 +301,13 @@ def _render(store: MemoryStore, f: dict[str, Metric]) -> None:
             f["npu_golden_mismatches_total"].add_metric(key, store.golden_mismatches)
             if store.accuracy_delta is not None:
                 f["npu_accuracy_delta_ratio"].add_metric(key, store.accuracy_delta)
-    placed = dict.fromkeys(OP_PLACEMENTS, 0)
-    for (op, placement), (count, seconds) in sorted(store.ops.items()):
-        placed[placement] += count
-        f["npu_op_seconds_total"].add_metric([node, device, vendor, op, placement], seconds)
-    if store.ops:
-        for placement, count in placed.items():
-            f["npu_ops_total"].add_metric([node, device, vendor, placement], count)
+    add_ops(f["npu_ops_total"], f["npu_op_seconds_total"], [node, device, vendor],
+            ((k, count, seconds) for k, (count, seconds) in store.ops.items()), placements=OP_PLACEMENTS)
 
 
 def _buckets(s: TenantSeries) -> list[tuple]:
     """Cumulative (le, count[, exemplar]); the exemplar sits on the first bucket that holds it."""
-    out: list[tuple] = []
-    running, e = 0, s.exemplar
-    for le, bound, n in zip(_LE, (*LATENCY_BUCKETS, float("inf")), s.bucket_counts, strict=True):
-        running += n
-        if e is not None and e.seconds <= bound:
-            out.append((le, running, PromExemplar({"trace_id": e.trace_id}, e.seconds, e.timestamp)))
-            e = None
-        else:
-            out.append((le, running))
-    return out
+    cumulative = itertools.accumulate(s.bucket_counts)
+    e = s.exemplar
+    return histogram_buckets(zip((*LATENCY_BUCKETS, float("inf")), cumulative, strict=True),
+                             (e.trace_id, e.seconds, e.timestamp) if e is not None else None)

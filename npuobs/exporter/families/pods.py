@@ -23,8 +23,9 @@ from prometheus_client.core import Metric
 
 from npuobs import schema
 from npuobs.devices.base import Snapshot
-from npuobs.exporter.collectors import family, non_empty
+from npuobs.exporter.families import Inputs, builder
 from npuobs.exporter.podresources.client import PodAttribution
+from npuobs.families import family, non_empty
 from npuobs.schema import DEVICE_LABELS, MetricSpec, MetricType
 
 POD_INFO = "npu_device_pod_info"
@@ -42,9 +43,16 @@ def spec() -> MetricSpec:
     return schema.BY_NAME.get(POD_INFO, _PROPOSED_SPEC)
 
 
-def collect(node: str, snapshot: Snapshot | None, attribution: PodAttribution,
-            resource_names: Mapping[str, Iterable[str]],
-            driver_names: Mapping[str, Iterable[str]] | None = None) -> list[Metric]:
+@builder("pods")
+def _from_inputs(inputs: Inputs) -> list[Metric]:
+    if inputs.attribution is None:
+        return []
+    return build(inputs.node, inputs.snapshot, inputs.attribution, inputs.resource_names, inputs.driver_names)
+
+
+def build(node: str, snapshot: Snapshot | None, attribution: PodAttribution,
+          resource_names: Mapping[str, Iterable[str]],
+          driver_names: Mapping[str, Iterable[str]] | None = None) -> list[Metric]:
     info = family(POD_INFO, spec())
     for r in snapshot.devices if snapshot else ():
         ids = {r.info.device, r.info.device.rpartition(":")[2], r.info.uuid} - {""}

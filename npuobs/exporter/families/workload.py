@@ -1,22 +1,24 @@
 """Inference-runtime series per (device, model, tenant): latency histogram, outcomes, queue, accuracy.
 
-Bucket bounds are written with prometheus_client's float formatting (``le="0.1"``, ``le="+Inf"``)
-because the generated SLO rules select ``le="0.1"`` literally. The runtime's slowest recent
-request becomes an OpenMetrics exemplar on the bucket holding its latency, so a dashboard can
-jump from a slow bucket to its trace; the classic text format has no exemplars and drops it.
+The runtime's slowest recent request becomes an OpenMetrics exemplar on the bucket holding its
+latency (``npuobs.families.histogram_buckets``, shared with the instrumentation library).
 """
 
 from __future__ import annotations
 
 from prometheus_client.core import Metric
-from prometheus_client.samples import Exemplar
-from prometheus_client.utils import floatToGoString
 
 from npuobs.devices.base import Snapshot, WorkloadReading
-from npuobs.exporter.collectors import family, non_empty
+from npuobs.exporter.families import Inputs, builder
+from npuobs.families import family, histogram_buckets, non_empty
 
 
-def collect(node: str, snapshot: Snapshot | None) -> list[Metric]:
+@builder("workload")
+def _from_inputs(inputs: Inputs) -> list[Metric]:
+    return build(inputs.node, inputs.snapshot)
+
+
+def build(node: str, snapshot: Snapshot | None) -> list[Metric]:
     latency, requests = family("npu_inference_latency_seconds"), family("npu_inference_requests_total")
     queue, load = family("npu_inference_queue_length"), family("npu_model_load_seconds")
     cold, accuracy = family("npu_model_cold_starts_total"), family("npu_accuracy_delta_ratio")
@@ -38,14 +40,5 @@ def collect(node: str, snapshot: Snapshot | None) -> list[Metric]:
 
 
 def _buckets(w: WorkloadReading) -> list[tuple]:
-    """(le, cumulative count[, exemplar]) per bucket; the exemplar sits on the first bucket >= it."""
     exemplar = w.latency_exemplar
-    out: list[tuple] = []
-    for bound, count in w.latency.buckets:
-        if exemplar is not None and exemplar[1] <= bound:
-            trace_id, seconds = exemplar
-            out.append((floatToGoString(bound), float(count), Exemplar({"trace_id": trace_id}, seconds)))
-            exemplar = None
-        else:
-            out.append((floatToGoString(bound), float(count)))
-    return out
+    return histogram_buckets(w.latency.buckets, (*exemplar, None) if exemplar is not None else None)

@@ -1,4 +1,4 @@
-"""The exporter's own health, node_exporter style: per-collector success, duration, errors.
+"""The exporter's own health, node_exporter style: success, duration, errors per data source.
 
 A failing or hung backend shows up here (``npuobs_collector_success 0``) while the scrape itself
 still succeeds, so Prometheus's ``up`` keeps meaning "the exporter answers" and the collector
@@ -13,10 +13,16 @@ from collections.abc import Mapping
 from prometheus_client.core import Metric
 
 from npuobs.devices.source import SourceStatus
-from npuobs.exporter.collectors import family, non_empty
+from npuobs.exporter.families import Inputs, builder
+from npuobs.families import family, non_empty
 
 
-def collect(node: str, statuses: Mapping[str, SourceStatus], version: str) -> list[Metric]:
+@builder("selfmetrics")
+def _from_inputs(inputs: Inputs) -> list[Metric]:
+    return build(inputs.node, inputs.statuses, inputs.version)
+
+
+def build(node: str, statuses: Mapping[str, SourceStatus], version: str) -> list[Metric]:
     """One series set per source (``collector`` label): every backend, child of ``auto`` and
     PodResources, as ``npuobs.devices.source.SourceHealth`` recorded them."""
     success, duration = family("npuobs_collector_success"), family("npuobs_collector_duration_seconds")

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 
 from prometheus_client.core import Metric
 
-from npuobs.devices.base import DeviceReading, Snapshot
-from npuobs.exporter.collectors import family, non_empty
+from npuobs.devices.base import Snapshot
+from npuobs.exporter.families import Inputs, builder
+from npuobs.families import add_ops, family, non_empty
 
 # reading attribute -> gauge, for the plain numeric readings
 _GAUGES = (
@@ -31,7 +32,12 @@ _GAUGES = (
 )
 
 
-def collect(node: str, snapshot: Snapshot | None, vanished: Mapping[str, str]) -> list[Metric]:
+@builder("device")
+def _from_inputs(inputs: Inputs) -> list[Metric]:
+    return build(inputs.node, inputs.snapshot, inputs.vanished)
+
+
+def build(node: str, snapshot: Snapshot | None, vanished: Mapping[str, str]) -> list[Metric]:
     """Families for every device in ``snapshot`` plus ``up 0`` for ``vanished`` (device -> vendor)."""
     up, healthy, info = family("npu_device_up"), family("npu_device_healthy"), family("npu_device_info")
     gauges = {name: family(name) for _, name in _GAUGES}
@@ -57,7 +63,7 @@ def collect(node: str, snapshot: Snapshot | None, vanished: Mapping[str, str]) -
             throttled.add_metric(key, 1.0 if r.throttled else 0.0)
         for reason, active in sorted(r.throttle_reasons.items()):
             reasons.add_metric([*key, reason], 1.0 if active else 0.0)
-        _ops(r, key, ops, op_seconds)
+        add_ops(ops, op_seconds, key, ((k, s.count, s.seconds) for k, s in r.ops.items()))
         for reason, n in sorted(r.resets_total.items()):
             resets.add_metric([*key, reason], float(n))
         for kind, n in sorted(r.errors_total.items()):
@@ -68,12 +74,3 @@ def collect(node: str, snapshot: Snapshot | None, vanished: Mapping[str, str]) -
         up.add_metric([node, device, vendor], 0.0)
     return non_empty([up, healthy, info, *gauges.values(), energy, throttled, reasons, ops, op_seconds,
                       resets, errors, ooms])
-
-
-def _ops(r: DeviceReading, key: list[str], ops: Metric, op_seconds: Metric) -> None:
-    per_placement: dict[str, int] = {}
-    for (op, placement), stats in sorted(r.ops.items()):
-        op_seconds.add_metric([*key, op, placement], stats.seconds)
-        per_placement[placement] = per_placement.get(placement, 0) + stats.count
-    for placement, count in sorted(per_placement.items()):
-        ops.add_metric([*key, placement], float(count))

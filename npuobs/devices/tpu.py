@@ -188,19 +188,22 @@ def parse_tpu_info(text: str) -> tuple[DeviceReading, ...]:
     chips: _Table | None = None
     per_chip: _Table | None = None  # HBM usage (and, in the combined table, duty cycle) per chip
     per_core: _Table | None = None  # duty cycle per core (--metric duty_cycle_percent)
+    chip_duty: _Table | None = None  # duty cycle per chip (tpu-info 0.5 --metric: "Chip ID")
     for table in _tables(lines):  # later copies (streaming frames) replace earlier ones
-        if table.find("type") is not None and table.find("chip") is not None:
-            chips = table
+        if table.find("type") is not None and table.find("chip", "device") is not None:
+            chips = table  # the first release titled the id column "Device"
         elif table.find("hbm usage", "memory usage") is not None:
             per_chip = table
         elif table.find("duty cycle") is not None and table.find("core") is not None:
             per_core = table
+        elif table.find("duty cycle") is not None and table.find("chip") is not None:
+            chip_duty = table
     if chips is None and per_chip is None:
         raise _fail("no 'TPU Chips' or HBM usage table in the output")
 
     libtpu = _header_value(lines, "Libtpu version")
     if chips is not None:
-        chip_col, type_col = chips.column("chip"), chips.column("type")
+        chip_col, type_col = chips.column("chip", "device"), chips.column("type")
         ids = [_device_id(row[chip_col], i) for i, row in enumerate(chips.rows)]
         models = [re.sub(r"\s+chip$", "", row[type_col], flags=re.IGNORECASE) for row in chips.rows]
     else:
@@ -225,6 +228,9 @@ def parse_tpu_info(text: str) -> tuple[DeviceReading, ...]:
             used[i], total[i] = _memory(row[mem_col])
             if duty_col is not None:
                 duty[i] = _ratio(row[duty_col])
+    if chip_duty is not None and all(d is None for d in duty):
+        col = chip_duty.column("duty cycle")
+        duty = [None if row is None else _ratio(row[col]) for row in _match_rows(chip_duty, ids)]
     if per_core is not None and all(d is None for d in duty):
         col = per_core.column("duty cycle")
         duty = _group_mean([_ratio(row[col]) for row in per_core.rows], n)

@@ -208,3 +208,19 @@ def test_a_failing_sub_command_is_a_source_error_next_to_the_other_commands_devi
     assert "clock_hertz" not in doc["devices"][0]["readings"]  # only the query has clocks
     (error,) = doc["errors"]
     assert error["source"] == "hl-smi -Q" and "this sub-command fails" in error["message"]
+
+
+def test_mig_instances_are_devices_with_their_parent(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path))
+    xml = "vendor/nvidia/nvidia-smi-q-x-a100-sxm4-80gb-mig-driver535.xml"
+    tool = stand_in(tmp_path, "nvidia-smi", [(" -q -x", xml)])
+    code, out, err = run_cli(capsys, "--backend", "nvml", "--tool-path", tool, "--node", "n1", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    validate(doc)
+    gpu, *instances = doc["devices"]
+    assert "parent" not in gpu and "utilization_ratio" not in gpu["readings"]  # N/A in MIG mode
+    assert [(d["device"], d["parent"]) for d in instances] == [
+        ("0/gi3/ci0", "0"), ("0/gi4/ci0", "0"), ("0/gi5/ci0", "0"), ("0/gi6/ci0", "0")]
+    assert instances[0]["readings"] == {"memory_used_bytes": 12 << 20, "memory_total_bytes": 19968 << 20}

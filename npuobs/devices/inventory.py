@@ -57,9 +57,8 @@ def device_object(node: str, backend: str, reading: DeviceReading, errors: Seque
     }
     if info.uuid:
         obj["uuid"] = info.uuid
-    parent = getattr(info, "parent", "")
-    if parent:
-        obj["parent"] = parent
+    if info.parent:
+        obj["parent"] = info.parent
     obj["versions"] = {key: getattr(info, attr) for key, attr in _VERSIONS if getattr(info, attr)}
     obj["up"] = reading.up
     obj["healthy"] = reading.healthy

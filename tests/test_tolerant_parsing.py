@@ -138,3 +138,14 @@ def test_every_sub_command_failing_is_one_backend_error(tmp_path: Path) -> None:
     tool = fake_tool(tmp_path, "furiosa-smi", "import sys; sys.exit('no driver')\n")
     with pytest.raises(BackendError, match="furiosa-smi info: .*no driver; furiosa-smi status: .*no driver"):
         furiosa.FuriosaBackend(tool_path=tool, timeout=10.0).sample()
+
+
+def test_amd_smi_monitor_columns_it_does_not_map_are_logged_once(caplog: pytest.LogCaptureFixture,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(units, "_LOGGED_UNKNOWN", set())
+    text = corpus("amd/amdsmi-changelog-monitor-violation-16gpu.txt")
+    with caplog.at_level(logging.DEBUG, logger="npuobs.devices.units"):
+        assert len(amd.parse_monitor(text)) == 16 and len(amd.parse_monitor(text)) == 16
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        f"amd-smi monitor: column {name!r} is not read"
+        for name in sorted(("HBM_TVIOL", "PHOT_TVIOL", "PVIOL", "TVIOL", "VR_TVIOL"))]

@@ -315,6 +315,7 @@ def parse_monitor(text: str) -> tuple[DeviceReading, ...]:
     if start is None:
         raise _fail(tool, "no 'GPU ...' header line")
     header = lines[start].split()
+    units.note_unknown_columns(tool, header[1:], (*_MONITOR_COLUMNS, *_MONITOR_ERRORS))
     readings = []
     for line in lines[start + 1:]:
         first = line.split()[0] if line.strip() else ""

@@ -250,6 +250,15 @@ def _row_cells(line: str) -> list[str] | None:
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 
+def note_unknown_columns(what: str, columns: Iterable[str], known: Iterable[str]) -> None:
+    """Log, once per process and at debug level, each column of ``what`` a parser does not read:
+    a new tool version's extra column is expected, not an error, but worth finding when mapping it."""
+    for name in sorted(set(columns) - set(known) - {""}):
+        if (what, name) not in _LOGGED_UNKNOWN:
+            _LOGGED_UNKNOWN.add((what, name))
+            log.debug("%s: column %r is not read", what, name)
+
+
 def trim_cell(text: str) -> str:
     """A cell value without the list punctuation older tools leave on it (``Core 0: 0.00%,``)."""
     return text.strip().rstrip(",;").strip()
@@ -289,10 +298,7 @@ def parse_box_table(text: str, header: Iterable[str], what: str, *, key: str | N
         raise BackendError(f"{what}: no table with columns {', '.join(sorted(wanted))}")
     names = blocks[start][0]
     if known is not None:
-        for name in set(names) - set(known) - {""}:
-            if (what, name) not in _LOGGED_UNKNOWN:
-                _LOGGED_UNKNOWN.add((what, name))
-                log.debug("%s: column %r is not read", what, name)
+        note_unknown_columns(what, names, known)
     # a header block may carry data rows too when the tool prints no rule under the header
     body = [blocks[start][1:]] + blocks[start + 1:]
     records: list[dict[str, list[str]]] = []

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from npuobs import deploy_render
 from npuobs.alerting import generate as alert_generate
 from npuobs.config import Config
 from npuobs.dashboards import generate as dashboard_generate
+from npuobs.deploy import sync as deploy_sync
 from npuobs.docsgen import metrics_markdown
 
 SLO_SPEC = Path("alerts/slo.yaml")
@@ -57,9 +57,9 @@ def _docs(root: Path) -> dict[Path, str]:
 
 
 def _deploy(root: Path) -> dict[Path, str]:
-    files = dict(deploy_render.expected_files(root))
-    files.update({deploy_render.MANIFESTS_DIR / name: content
-                  for name, content in deploy_render.manifest_files(root).items()})
+    files = dict(deploy_sync.expected_files(root))
+    files.update({deploy_sync.MANIFESTS_DIR / name: content
+                  for name, content in deploy_sync.manifest_files(root).items()})
     return files
 
 
@@ -68,7 +68,7 @@ STAGES = (Stage("docs", _docs), Stage("alerts", _alerts), Stage("dashboards", _d
 
 
 def check_root(root: Path) -> None:
-    missing = [p for p in (SLO_SPEC, deploy_render.CHART_DIR) if not (root / p).exists()]
+    missing = [p for p in (SLO_SPEC, deploy_sync.CHART_DIR) if not (root / p).exists()]
     if missing:
         raise NotACheckout(f"{root}: not an npuobs checkout (no {', '.join(map(str, missing))}); "
                            "run from the repository root or pass --root")
@@ -76,7 +76,7 @@ def check_root(root: Path) -> None:
 
 def _owned_dirs() -> tuple[Path, ...]:
     """Directories whose every file is generated: a file there that no stage writes is stale too."""
-    return (ALERTS_DIR, deploy_render.MANIFESTS_DIR)
+    return (ALERTS_DIR, deploy_sync.MANIFESTS_DIR)
 
 
 def stale(root: Path) -> list[Path]:

@@ -15,10 +15,10 @@ import pytest
 import yaml
 from conftest import require_binary
 
-from npuobs import deploy_render as dr
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.slo_spec import load_spec
 from npuobs.cli.main import build_parser, main
+from npuobs.deploy import sync
 from npuobs.instrumentation.otlp import protocol_of
 
 pytestmark = pytest.mark.integration  # real tools (docker-compose, promtool, amtool)
@@ -115,7 +115,7 @@ def test_prometheus_scrapes_services_that_exist_on_their_ports() -> None:
             for job in config["scrape_configs"]}
     exporters = sorted(s for s in NPUOBS_SERVICES if SERVICES[s]["command"][0] == "exporter")
     assert len(exporters) == 2
-    exporter_job = load_spec(REPO / dr.SLO_SPEC).fleet.exporter_job
+    exporter_job = load_spec(REPO / sync.SLO_SPEC).fleet.exporter_job
     assert sorted(jobs[exporter_job]) == sorted(f"{s}:{_flag(s, '--listen').rsplit(':', 1)[1]}" for s in exporters)
     collector = yaml.safe_load(_host_path("otel-collector", "/etc/otelcol/config.yaml").read_text())
     telemetry_port = collector["service"]["telemetry"]["metrics"]["address"].rsplit(":", 1)[1]
@@ -137,9 +137,9 @@ def test_alertmanager_config_passes_amtool(amtool_bin: str, tmp_path: Path) -> N
 def test_alertmanager_config_is_the_generators_with_the_sink_url(tmp_path: Path) -> None:
     """Same bytes as `npuobs alerts generate --pagerduty-url <sink>`, and every URL reaches the sink."""
     mounted = _host_path("alertmanager", "/etc/alertmanager/alertmanager.yml")
-    assert mounted == REPO / dr.COMPOSE_ALERTMANAGER_FILE
-    assert main(["alerts", "generate", "--slo", str(REPO / dr.SLO_SPEC), "--out", str(tmp_path),
-                 "--pagerduty-url", dr.COMPOSE_PAGERDUTY_URL]) == 0
+    assert mounted == REPO / sync.COMPOSE_ALERTMANAGER_FILE
+    assert main(["alerts", "generate", "--slo", str(REPO / sync.SLO_SPEC), "--out", str(tmp_path),
+                 "--pagerduty-url", sync.COMPOSE_PAGERDUTY_URL]) == 0
     assert mounted.read_text() == (tmp_path / cv.ALERTMANAGER_FILE).read_text()
     sink_listen = _flag("pagerduty-sink", "--listen")
     for receiver in yaml.safe_load(mounted.read_text())["receivers"]:

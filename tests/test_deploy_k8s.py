@@ -15,18 +15,18 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from npuobs import deploy_render as dr
 from npuobs.alerting.slo_spec import load_spec
 from npuobs.cli.main import build_parser
+from npuobs.deploy import chart, sync
 from npuobs.devices import registry
 
 pytestmark = pytest.mark.integration  # real validators (kubernetes-validate, promtool)
 
 REPO = Path(__file__).resolve().parent.parent
-CHART = REPO / dr.CHART_DIR
-MANIFESTS = REPO / dr.MANIFESTS_DIR
+CHART = REPO / sync.CHART_DIR
+MANIFESTS = REPO / sync.MANIFESTS_DIR
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
-DEFAULT_RELEASE = dr.Release()
+DEFAULT_RELEASE = chart.Release()
 # The chart's minimum (Chart.yaml kubeVersion), a current release, and the newest bundled schema.
 K8S_VERSIONS = ("1.25.0", "1.33.0", kubernetes_validate.latest_version())
 OPERATOR_KINDS = ("ServiceMonitor", "PrometheusRule")
@@ -113,8 +113,8 @@ def _daemonsets(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["labels"]["npuobs.io/accelerator"]: o for o in objects if o["kind"] == "DaemonSet"}
 
 
-def _render(overrides: dict[str, Any], release: dr.Release = DEFAULT_RELEASE) -> list[dict[str, Any]]:
-    return [obj for _, obj in dr.render_chart(CHART, overrides, release)]
+def _render(overrides: dict[str, Any], release: chart.Release = DEFAULT_RELEASE) -> list[dict[str, Any]]:
+    return [obj for _, obj in chart.render_chart(CHART, overrides, release)]
 
 
 def test_kustomization_lists_every_manifest() -> None:
@@ -225,7 +225,7 @@ def test_pod_attribution_mounts_the_socket_read_only_as_root_without_capabilitie
 
 
 def test_minimal_install_one_vendor_no_operator_objects() -> None:
-    release = dr.Release("fleet", "monitoring")
+    release = chart.Release("fleet", "monitoring")
     objects = _render({"serviceMonitor": {"enabled": False},
                        "prometheusRule": {"enabled": False}, "exporter": {"otlp": {"endpoint": "http://otel:4317"}},
                        "accelerators": {name: {"enabled": name == "nvidia"} for name in VALUES["accelerators"]}},
@@ -243,13 +243,13 @@ def test_minimal_install_one_vendor_no_operator_objects() -> None:
 
 def test_servicemonitor_scrapes_the_job_the_alerts_expect() -> None:
     """job = the Service's app.kubernetes.io/name label, whatever the release is called."""
-    objects = _render({}, dr.Release("anything", "monitoring"))
+    objects = _render({}, chart.Release("anything", "monitoring"))
     [sm] = [o for o in objects if o["kind"] == "ServiceMonitor"]
     services = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Service"}
     assert sorted(sm["spec"]["namespaceSelector"]["matchNames"]) == sorted(services)
     for svc in services.values():
         job = svc["metadata"]["labels"][sm["spec"]["jobLabel"]]
-        assert job == load_spec(REPO / dr.SLO_SPEC).fleet.exporter_job
+        assert job == load_spec(REPO / sync.SLO_SPEC).fleet.exporter_job
         assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
         assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
     for ds in _daemonsets(objects).values():
@@ -338,7 +338,7 @@ def test_pod_security_restricted_with_neuron_isolated() -> None:
     """Probe: 6 of 7 DaemonSets met "restricted" and the namespace enforced "privileged" for all of them."""
     objects = [obj for _, obj in _manifests()]
     namespaces = {o["metadata"]["name"]: o["metadata"]["labels"] for o in objects if o["kind"] == "Namespace"}
-    assert namespaces[dr.NAMESPACE]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert namespaces[sync.NAMESPACE]["pod-security.kubernetes.io/enforce"] == "restricted"
     daemonsets = _daemonsets(objects)
     for name, ds in daemonsets.items():
         level = namespaces[ds["metadata"]["namespace"]]["pod-security.kubernetes.io/enforce"]
@@ -347,7 +347,7 @@ def test_pod_security_restricted_with_neuron_isolated() -> None:
             assert violations, "the checker must see neuron's hostPath"
             assert ds["metadata"]["namespace"] == "npuobs-neuron" and level == "privileged"
         else:
-            assert ds["metadata"]["namespace"] == dr.NAMESPACE and violations == [], (name, violations)
+            assert ds["metadata"]["namespace"] == sync.NAMESPACE and violations == [], (name, violations)
     # the exemption covers neuron's objects only
     in_isolated = sorted((o["kind"], o["metadata"]["name"]) for o in objects
                          if o["metadata"].get("namespace") == "npuobs-neuron")
@@ -357,7 +357,7 @@ def test_pod_security_restricted_with_neuron_isolated() -> None:
     # without its hostPath and not isolated, neuron meets "restricted" too and joins the others
     objects = _render({"accelerators": {"neuron": {"isolated": False, "hostPaths": []}}})
     neuron = _daemonsets(objects)["neuron"]
-    assert neuron["metadata"]["namespace"] == dr.NAMESPACE
+    assert neuron["metadata"]["namespace"] == sync.NAMESPACE
     assert _restricted_violations(neuron["spec"]["template"]["spec"]) == []
     assert not [o for o in objects if o["kind"] == "Namespace"]
 

@@ -1,4 +1,4 @@
-"""The chart renderer (npuobs.deploy_render): Go-template semantics it must share with Helm, and the
+"""The chart renderer (npuobs.deploy): Go-template semantics it must share with Helm, and the
 generated deploy artifacts being current."""
 
 from __future__ import annotations
@@ -10,24 +10,25 @@ from typing import Any
 import pytest
 import yaml
 
-from npuobs import deploy_render as dr
+from npuobs.deploy import chart, sync
+from npuobs.deploy.template import TemplateError
 
 REPO = Path(__file__).resolve().parent.parent
-CHART = REPO / dr.CHART_DIR
+CHART = REPO / sync.CHART_DIR
 # Values that take every branch of the chart's templates at least once, for the comparison with Helm.
-VARIANTS: dict[str, tuple[dict[str, Any], dr.Release]] = {
-    "defaults": ({}, dr.Release()),
-    "privileged-neuron": ({"accelerators": {"neuron": {"privileged": True}}}, dr.Release()),
-    "pod-attribution": ({"podResources": {"enabled": True}}, dr.Release()),
+VARIANTS: dict[str, tuple[dict[str, Any], chart.Release]] = {
+    "defaults": ({}, chart.Release()),
+    "privileged-neuron": ({"accelerators": {"neuron": {"privileged": True}}}, chart.Release()),
+    "pod-attribution": ({"podResources": {"enabled": True}}, chart.Release()),
     "web-config-and-policy": ({"webConfig": {"secretName": "npuobs-web", "tls": True, "serviceMonitor": {
         "tlsConfig": {"serverName": "npuobs"},
         "basicAuth": {"username": {"name": "s", "key": "u"}, "password": {"name": "s", "key": "p"}}}},
         "networkPolicy": {"monitoringNamespace": "obs", "extraFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
         "accelerators": {"neuron": {"isolated": False, "hostPaths": []}, "amd": {"privileged": True}}},
-        dr.Release("fleet", "monitoring")),
+        chart.Release("fleet", "monitoring")),
     "minimal": ({"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},
                  "accelerators": {"furiosa": {"enabled": False}, "amd": {"enabled": False}}},
-                dr.Release("fleet", "monitoring")),
+                chart.Release("fleet", "monitoring")),
     "every-option": ({
         "image": {"tag": "1.2.3"}, "imagePullSecrets": [{"name": "regcred"}], "priorityClassName": "high",
         "maxUnavailable": "10%", "exporter": {"otlp": {"endpoint": "http://otel:4318", "protocol": "http"}},
@@ -37,7 +38,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dr.Release]] = {
             "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}],
             "hostPaths": [{"name": "drv", "path": "/run/nvidia/driver", "mountPath": "/driver"},
                           {"name": "smi", "path": "/usr/bin/nvidia-smi", "type": "File"}],
-            "config": {"backend_options": {"smi_format": "csv"}}}}}, dr.Release("x", "y")),
+            "config": {"backend_options": {"smi_format": "csv"}}}}}, chart.Release("x", "y")),
 }
 
 
@@ -56,20 +57,20 @@ def _chart(tmp_path: Path, templates: dict[str, str], values: str = "{}\n",
 
 
 def _render_one(tmp_path: Path, template: str, values: str = "{}\n", **kwargs: object) -> object:
-    objects = dr.render_chart(_chart(tmp_path, {"t.yaml": template}, values, **kwargs))  # type: ignore[arg-type]
+    objects = chart.render_chart(_chart(tmp_path, {"t.yaml": template}, values, **kwargs))  # type: ignore[arg-type]
     assert len(objects) == 1
     return objects[0][1]
 
 
 def test_generated_deploy_artifacts_are_current() -> None:
-    assert dr.stale(REPO) == [], f"stale: run `{dr.REGENERATE}` and commit"
+    assert sync.stale(REPO) == [], f"stale: run `{sync.REGENERATE}` and commit"
 
 
 def test_chart_rules_copy_equals_generated_prometheusrule() -> None:
-    generated = yaml.safe_load((REPO / dr.GENERATED_PROMETHEUS_RULE).read_text())
-    copy = yaml.safe_load((REPO / dr.CHART_RULES_FILE).read_text())
+    generated = yaml.safe_load((REPO / sync.GENERATED_PROMETHEUS_RULE).read_text())
+    copy = yaml.safe_load((REPO / sync.CHART_RULES_FILE).read_text())
     assert copy == generated["spec"]
-    rendered = [o for _, o in dr.render_chart(CHART) if o["kind"] == "PrometheusRule"]
+    rendered = [o for _, o in chart.render_chart(CHART) if o["kind"] == "PrometheusRule"]
     assert [o["spec"] for o in rendered] == [generated["spec"]]
 
 
@@ -105,7 +106,7 @@ def test_range_over_map_is_sorted_and_sets_variables(tmp_path: Path) -> None:
 
 def test_include_toyaml_nindent_default_with(tmp_path: Path) -> None:
     helpers = '{{- define "t.labels" -}}\na: {{ .Release.Name }}\nb: "2"\n{{- end }}\n'
-    doc = dr.render_chart(_chart(tmp_path, {"_h.tpl": helpers, "t.yaml": (
+    doc = chart.render_chart(_chart(tmp_path, {"_h.tpl": helpers, "t.yaml": (
         "labels:\n"
         "  {{- include \"t.labels\" . | nindent 2 }}\n"
         "sel:\n"
@@ -125,9 +126,9 @@ def test_include_toyaml_nindent_default_with(tmp_path: Path) -> None:
 
 
 def test_overrides_merge_maps_and_replace_the_rest(tmp_path: Path) -> None:
-    chart = _chart(tmp_path, {"t.yaml": "v: {{ toYaml .Values | nindent 2 }}\n"},
-                   values="a: {x: 1, y: 2}\nl: [1, 2]\n")
-    [(_, doc)] = dr.render_chart(chart, {"a": {"y": 3}, "l": [9]}, dr.Release("r", "n"))
+    chart_dir = _chart(tmp_path, {"t.yaml": "v: {{ toYaml .Values | nindent 2 }}\n"},
+                       values="a: {x: 1, y: 2}\nl: [1, 2]\n")
+    [(_, doc)] = chart.render_chart(chart_dir, {"a": {"y": 3}, "l": [9]}, chart.Release("r", "n"))
     assert doc == {"v": {"a": {"x": 1, "y": 3}, "l": [9]}}
 
 
@@ -143,8 +144,8 @@ def test_overrides_merge_maps_and_replace_the_rest(tmp_path: Path) -> None:
     ("x: {{ .Values.s\n", "unterminated"),
 ])
 def test_unsupported_or_missing_fails_loudly(tmp_path: Path, template: str, message: str) -> None:
-    with pytest.raises(dr.TemplateError, match=message):
-        dr.render_chart(_chart(tmp_path, {"t.yaml": template}, values="m: {a: 1}\ns: text\nbig: 1000000\n"))
+    with pytest.raises(TemplateError, match=message):
+        chart.render_chart(_chart(tmp_path, {"t.yaml": template}, values="m: {a: 1}\ns: text\nbig: 1000000\n"))
 
 
 def test_files_get_is_not_evaluated(tmp_path: Path) -> None:
@@ -154,20 +155,20 @@ def test_files_get_is_not_evaluated(tmp_path: Path) -> None:
 
 
 def test_check_mode_reports_stale_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for path in (dr.CHART_DIR, dr.SLO_SPEC.parent, dr.GENERATED_PROMETHEUS_RULE.parent):
+    for path in (sync.CHART_DIR, sync.SLO_SPEC.parent, sync.GENERATED_PROMETHEUS_RULE.parent):
         src = REPO / path
         for f in src.rglob("*"):
             if f.is_file():
                 (tmp_path / path / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
                 (tmp_path / path / f.relative_to(src)).write_bytes(f.read_bytes())
-    assert dr.main(["--check", "--root", str(tmp_path)]) == 1
+    assert sync.main(["--check", "--root", str(tmp_path)]) == 1
     assert "stale: deploy/manifests/kustomization.yaml" in capsys.readouterr().err
-    dr.main(["--root", str(tmp_path)])
-    assert dr.main(["--check", "--root", str(tmp_path)]) == 0
+    sync.main(["--root", str(tmp_path)])
+    assert sync.main(["--check", "--root", str(tmp_path)]) == 0
     for name in ("Chart.yaml", "values.yaml"):
-        assert (tmp_path / dr.CHART_DIR / name).read_text() == (CHART / name).read_text()
-    assert sorted(p.name for p in (tmp_path / dr.MANIFESTS_DIR).iterdir()) == \
-        sorted(p.name for p in (REPO / dr.MANIFESTS_DIR).iterdir())
+        assert (tmp_path / sync.CHART_DIR / name).read_text() == (CHART / name).read_text()
+    assert sorted(p.name for p in (tmp_path / sync.MANIFESTS_DIR).iterdir()) == \
+        sorted(p.name for p in (REPO / sync.MANIFESTS_DIR).iterdir())
 
 
 def _helm() -> Any:
@@ -191,7 +192,7 @@ def test_real_helm_renders_the_same_objects(variant: str) -> None:
     rendered = helm.Chart.load(CHART).render(overrides, name=release.name, namespace=release.namespace)
     by_helm = {(o["kind"], o["metadata"]["name"]): o
                for text in rendered.values() for o in yaml.safe_load_all(text) if o}
-    ours = {(o["kind"], o["metadata"]["name"]): o for _, o in dr.render_chart(CHART, overrides, release)}
+    ours = {(o["kind"], o["metadata"]["name"]): o for _, o in chart.render_chart(CHART, overrides, release)}
     assert sorted(ours) == sorted(by_helm)
     for key, obj in ours.items():
         assert obj == by_helm[key], key

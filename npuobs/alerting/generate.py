@@ -20,8 +20,8 @@ from npuobs.alerting.device_alerts import (
 )
 from npuobs.alerting.rules import Alert, Group
 from npuobs.alerting.slo_rules import slo_groups
+from npuobs.binaries import find_binary
 from npuobs.config import Config
-from npuobs.stack.proc import find_binary
 
 
 class ToolMissing(RuntimeError):

@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from npuobs.alerting.slo_report import PrometheusClient, collect, render_json, render_markdown, render_table
     from npuobs.promapi import PrometheusError
-    from npuobs.slo_report import PrometheusClient, collect, render_json, render_markdown, render_table
 
     try:
         config = Config.load(args.slo)

@@ -28,8 +28,9 @@ from typing import Any
 
 import yaml
 
+from npuobs.binaries import find_binary
 from npuobs.durations import parse_duration
-from npuobs.stack.proc import StackError, find_binary
+from npuobs.stack.proc import StackError
 from npuobs.stack.prometheus import PrometheusServer
 
 MAX_POINTS = 10_000  # Prometheus refuses range queries of more than 11,000 points per series

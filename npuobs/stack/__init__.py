@@ -5,9 +5,10 @@ binaries instead of mocks. Every process runs in its own process group on loopba
 ephemeral port, waits for readiness by polling (never a blind sleep) and is reaped on ``stop()``.
 """
 
+from npuobs.binaries import find_binary
 from npuobs.stack.alertmanager import AlertmanagerServer
 from npuobs.stack.pagerduty_sink import PagerDutySink
-from npuobs.stack.proc import ManagedProcess, find_binary, free_port, wait_http_ok
+from npuobs.stack.proc import ManagedProcess, free_port, wait_http_ok
 from npuobs.stack.prometheus import PrometheusServer, scrape_config
 
 __all__ = [

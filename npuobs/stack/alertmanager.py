@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from npuobs.amapi import AlertmanagerAPI
-from npuobs.stack.proc import ManagedProcess, StackError, find_binary, free_port, wait_http_ok
+from npuobs.binaries import find_binary
+from npuobs.stack.proc import ManagedProcess, StackError, free_port, wait_http_ok
 
 
 class AlertmanagerServer(AlertmanagerAPI):

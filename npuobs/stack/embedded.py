@@ -24,13 +24,13 @@ import yaml
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.amconfig import AlertmanagerOptions, RoutingKey
 from npuobs.alerting.generate import render
+from npuobs.binaries import find_binary
 from npuobs.config import Config
 from npuobs.durations import format_duration, parse_duration
 from npuobs.simulator.fleet import FleetConfig
 from npuobs.stack.alertmanager import AlertmanagerServer
 from npuobs.stack.fleetrun import FleetRunner
 from npuobs.stack.pagerduty_sink import PagerDutySink
-from npuobs.stack.proc import find_binary
 from npuobs.stack.prometheus import PrometheusServer, scrape_config
 
 # Demo routing keys: PagerDuty integration keys are 32 characters; these only reach the local sink.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,19 +21,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def find_binary(name: str, *alternatives: str) -> str | None:
-    """Absolute path of the first of ``name, *alternatives`` found on PATH, or None.
-
-    Alternatives exist because distributions rename binaries (Debian ships ``prometheus-alertmanager``
-    where upstream ships ``alertmanager``).
-    """
-    for candidate in (name, *alternatives):
-        path = shutil.which(candidate)
-        if path:
-            return path
-    return None
 
 
 def wait_http_ok(url: str, timeout: float = 10.0, *, interval: float = 0.05,

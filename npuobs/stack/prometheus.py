@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
+from npuobs.binaries import find_binary
 from npuobs.promapi import PrometheusAPI, Result
-from npuobs.stack.proc import ManagedProcess, StackError, find_binary, free_port, wait_http_ok
+from npuobs.stack.proc import ManagedProcess, StackError, free_port, wait_http_ok
 
 
 def scrape_config(job: str, targets: Iterable[str], interval: str = "15s", *,

@@ -1,58 +1,21 @@
-"""Render the Helm chart in ``deploy/helm/npuobs`` without Helm, and keep every deploy artifact in sync.
+"""A Go-template interpreter for exactly the subset of Go templates and Sprig the chart uses.
 
-Why this exists: no ``helm`` binary installs from the registries this project can reach, yet the
-chart and the plain manifests in ``deploy/manifests`` must never drift apart. So the chart is the
-single source of truth and this module is a small interpreter for exactly the subset of Go
-templates, Helm objects and Sprig functions the chart uses. It is deliberately *stricter* than
-Helm: printing a missing value is an error here (Helm would print an empty string), and an
-unsupported construct fails loudly instead of rendering something Helm would not. The tests
-compare its output with Helm v4's own engine (``helm-python-sdk``, a ~250 MB native wheel this
-module deliberately does not need).
-
-``python -m npuobs.deploy_render`` (re)writes, from their sources:
-
-- ``deploy/helm/npuobs/files/prometheus-rules.yaml``: the ``spec`` of the generated
-  ``alerts/generated/prometheusrule.yaml`` (the chart's PrometheusRule embeds it with ``.Files.Get``);
-- ``deploy/compose/alertmanager.yml``: the generated Alertmanager config with the PagerDuty URL
-  pointed at the compose stack's sink;
-- ``deploy/manifests/``: the chart rendered for its default values, one object per file, plus a
-  Namespace and a ``kustomization.yaml``.
-
-``--check`` writes nothing and exits 1 when any of those is stale (the tests do the same).
+Deliberately *stricter* than Helm: printing a missing value is an error here (Helm would print an
+empty string), and an unsupported construct fails loudly instead of rendering something Helm
+would not. ``parse`` turns one template file into nodes (and the templates it ``define``s);
+``Renderer`` evaluates nodes against a data root. The chart renderer (``npuobs.deploy.chart``)
+supplies Helm's objects.
 """
 
 from __future__ import annotations
 
-import argparse
-import copy
 import json
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
-
-from npuobs.alerting import conventions as cv
-from npuobs.alerting.amconfig import AlertmanagerOptions
-from npuobs.alerting.generate import dump_yaml, render
-from npuobs.config import Config
-
-CHART_DIR = Path("deploy/helm/npuobs")
-MANIFESTS_DIR = Path("deploy/manifests")
-CHART_RULES_FILE = CHART_DIR / "files" / "prometheus-rules.yaml"
-COMPOSE_ALERTMANAGER_FILE = Path("deploy/compose/alertmanager.yml")
-SLO_SPEC = Path("alerts/slo.yaml")
-GENERATED_PROMETHEUS_RULE = Path("alerts/generated") / cv.PROMETHEUS_RULE_FILE
-
-RELEASE_NAME = "npuobs"
-NAMESPACE = "npuobs"
-# The compose stack's PagerDuty stand-in (service ``pagerduty-sink`` in docker-compose.yml).
-COMPOSE_PAGERDUTY_URL = "http://pagerduty-sink:8080/v2/enqueue"
-
-REGENERATE = "python -m npuobs.deploy_render"
 
 
 class TemplateError(ValueError):
@@ -209,7 +172,7 @@ def _lex(source: str, where: str) -> list[tuple[str, str]]:
     return parts
 
 
-def _parse(source: str, where: str) -> tuple[list[_Node], dict[str, list[_Node]]]:
+def parse(source: str, where: str) -> tuple[list[_Node], dict[str, list[_Node]]]:
     """Parse a template file into nodes and the templates it ``define``s."""
     defines: dict[str, list[_Node]] = {}
     root: list[_Node] = []
@@ -302,26 +265,8 @@ def _first(pick: Callable[[Any], bool], values: Sequence[Any]) -> Any:
     return values[-1]
 
 
-@dataclass(frozen=True)
-class Release:
-    name: str = RELEASE_NAME
-    namespace: str = NAMESPACE
 
-
-class _Files:
-    """Helm's ``.Files``: read-only access to the chart's non-template files."""
-
-    def __init__(self, chart_dir: Path) -> None:
-        self._chart_dir = chart_dir
-
-    def Get(self, name: str) -> str:  # noqa: N802 - Helm's method name
-        path = (self._chart_dir / name).resolve()
-        if self._chart_dir.resolve() not in path.parents or not path.is_file():
-            raise TemplateError(f".Files.Get: no file {name!r} in the chart")
-        return path.read_text(encoding="utf-8")
-
-
-class _Renderer:
+class Renderer:
     def __init__(self, defines: dict[str, list[_Node]]) -> None:
         self.defines = defines
         self.functions: dict[str, Callable[..., Any]] = {
@@ -440,170 +385,3 @@ class _Renderer:
             elif decl:
                 raise TemplateError(f"{where}: range declares at most two variables")
             self.run(node.body, item, scopes + [scope], out, where)
-
-
-# ---------------------------------------------------------------------------------------------
-# The chart
-# ---------------------------------------------------------------------------------------------
-
-
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Helm's value coalescing for what ``--set``/``-f`` do: maps merge, anything else replaces."""
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def chart_metadata(chart_dir: Path) -> dict[str, Any]:
-    """Chart.yaml as Helm exposes it to templates (``.Chart.Name``, ``.Chart.AppVersion``...)."""
-    doc = yaml.safe_load((chart_dir / "Chart.yaml").read_text(encoding="utf-8"))
-    return {key[:1].upper() + key[1:]: value for key, value in doc.items()}
-
-
-def render_chart(chart_dir: Path, overrides: dict[str, Any] | None = None,
-                 release: Release = Release()) -> list[tuple[str, dict[str, Any]]]:
-    """Render every template for ``values.yaml`` merged with ``overrides``: [(template, object)]."""
-    values = yaml.safe_load((chart_dir / "values.yaml").read_text(encoding="utf-8")) or {}
-    root = {
-        "Values": _merge(values, overrides or {}),
-        "Release": {"Name": release.name, "Namespace": release.namespace, "Service": "Helm"},
-        "Chart": chart_metadata(chart_dir),
-        "Files": _Files(chart_dir),
-    }
-    templates = sorted(p for p in (chart_dir / "templates").iterdir() if p.suffix in (".yaml", ".tpl"))
-    parsed, defines = {}, {}
-    for path in templates:
-        nodes, file_defines = _parse(path.read_text(encoding="utf-8"), path.name)
-        parsed[path.name] = nodes
-        defines.update(file_defines)
-    renderer = _Renderer(defines)
-    objects = []
-    for name, nodes in parsed.items():
-        if name.startswith("_"):
-            continue  # partials only define templates, as in Helm
-        out: list[str] = []
-        renderer.run(nodes, root, [{"$": root}], out, name)
-        try:
-            docs = list(yaml.safe_load_all("".join(out)))
-        except yaml.YAMLError as exc:
-            raise TemplateError(f"{name}: rendered output is not YAML: {exc}") from exc
-        objects.extend((name, doc) for doc in docs if doc is not None)
-    return objects
-
-
-# ---------------------------------------------------------------------------------------------
-# Generated artifacts
-# ---------------------------------------------------------------------------------------------
-
-
-def chart_rules_file(root: Path) -> str:
-    """The chart's copy of the generated PrometheusRule's ``spec`` (rule groups)."""
-    crd = yaml.safe_load((root / GENERATED_PROMETHEUS_RULE).read_text(encoding="utf-8"))
-    header = (f"# Copied from {GENERATED_PROMETHEUS_RULE} (its spec) by `{REGENERATE}`; do not edit.\n"
-              f"# templates/prometheusrule.yaml embeds it with .Files.Get.\n")
-    return dump_yaml(crd["spec"], header)
-
-
-def compose_alertmanager_config(root: Path) -> str:
-    """The generated Alertmanager config, PagerDuty pointed at the compose stack's sink."""
-    config = Config.load(root / SLO_SPEC, alertmanager=AlertmanagerOptions(pagerduty_url=COMPOSE_PAGERDUTY_URL))
-    return render(config)[cv.ALERTMANAGER_FILE]
-
-
-def namespace_object() -> dict[str, Any]:
-    """The Namespace for the plain manifests (Helm users pass ``--create-namespace`` and label it).
-
-    Pod Security ``restricted``: every default DaemonSet meets it; the one that needs a hostPath
-    (neuron) runs isolated in its own ``privileged`` namespace, which the chart renders itself.
-    """
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": NAMESPACE, "labels": {
-                "app.kubernetes.io/name": "npuobs",
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/warn": "restricted",
-                "pod-security.kubernetes.io/audit": "restricted",
-            }}}
-
-
-def manifest_files(root: Path) -> dict[str, str]:
-    """File name -> content of ``deploy/manifests`` (default values, release ``npuobs``)."""
-    header = (f"# Rendered from {CHART_DIR} (default values, release {RELEASE_NAME!r}) by `{REGENERATE}`; "
-              "do not edit.\n")
-    objects = [("namespace", namespace_object())] + render_chart(root / CHART_DIR)
-    files: dict[str, str] = {}
-    for _, obj in objects:
-        name = f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-        if name in files:
-            raise TemplateError(f"two objects render to {name}")
-        files[name] = dump_yaml(obj, header)
-    # no kustomization-wide namespace: it would pull the isolated accelerators' objects (and rename
-    # their Namespace) into the restricted one; every object names its namespace itself
-    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                     "resources": list(files)}
-    files["kustomization.yaml"] = dump_yaml(kustomization, header)
-    return files
-
-
-def expected_files(root: Path) -> dict[Path, str]:
-    """Every file this module owns, relative to the repository root, with its expected content.
-
-    The chart's rules copy comes first: rendering the manifests reads it.
-    """
-    return {CHART_RULES_FILE: chart_rules_file(root),
-            COMPOSE_ALERTMANAGER_FILE: compose_alertmanager_config(root)}
-
-
-def stale(root: Path) -> list[Path]:
-    """Owned files whose content differs from what would be written (or that are missing/extra)."""
-    out = [path for path, content in expected_files(root).items()
-           if not (root / path).is_file() or (root / path).read_text(encoding="utf-8") != content]
-    manifests = manifest_files(root)
-    present = {p.name for p in (root / MANIFESTS_DIR).glob("*.yaml")}
-    out += [MANIFESTS_DIR / name for name in sorted(present | set(manifests))
-            if name not in manifests or name not in present
-            or (root / MANIFESTS_DIR / name).read_text(encoding="utf-8") != manifests[name]]
-    return out
-
-
-def write_all(root: Path) -> list[Path]:
-    written = []
-    for path, content in expected_files(root).items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(content, encoding="utf-8")
-        written.append(path)
-    out_dir = root / MANIFESTS_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifests = manifest_files(root)
-    for old in out_dir.glob("*.yaml"):
-        if old.name not in manifests:
-            old.unlink()
-    for name, content in manifests.items():
-        (out_dir / name).write_text(content, encoding="utf-8")
-        written.append(MANIFESTS_DIR / name)
-    return written
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=REGENERATE, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=Path("."),
-                        help="repository root (default: the current directory); `npuobs generate` does this and more")
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything is stale")
-    args = parser.parse_args(argv)
-    if args.check:
-        outdated = stale(args.root)
-        for path in outdated:
-            print(f"stale: {path}", file=sys.stderr)
-        if outdated:
-            print(f"run `{REGENERATE}` and commit the result", file=sys.stderr)
-        return 1 if outdated else 0
-    for path in write_all(args.root):
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

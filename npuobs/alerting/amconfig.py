@@ -88,8 +88,11 @@ def alertmanager_config(options: AlertmanagerOptions = AlertmanagerOptions()) ->
         "route": {
             # Unmatched severities still reach a human (as a ticket) instead of being dropped.
             "receiver": cv.RECEIVER_TICKET,
-            # vendor/node: one incident per node and vendor; slo: SLO alerts carry neither.
-            "group_by": ["alertname", "vendor", "node", "slo"],
+            # vendor/node: one incident per node and vendor; slo: SLO alerts carry neither. cluster (the
+            # external label of a multi-cluster setup, absent on one Prometheus): node-1 of two clusters
+            # are two incidents; identical alerts from several rule engines (an HA pair, a cluster
+            # Prometheus and the global vmalert) carry identical labels and Alertmanager dedups them.
+            "group_by": ["cluster", "alertname", "vendor", "node", "slo"],
             "group_wait": options.group_wait,
             "group_interval": options.group_interval,
             "repeat_interval": options.ticket_repeat_interval,
@@ -103,15 +106,15 @@ def alertmanager_config(options: AlertmanagerOptions = AlertmanagerOptions()) ->
             # A down/vanished device explains every other alert about that device.
             {"source_matchers": [f'alertname=~"{down}"'],
              "target_matchers": ['alertname=~"Npu.+"', f'alertname!~"{down}"'],
-             "equal": ["node", "device"]},
+             "equal": ["cluster", "node", "device"]},
             # The page already covers the same problem: drop its ticket twin.
             {"source_matchers": [f'severity="{cv.SEVERITY_PAGE}"'],
              "target_matchers": [f'severity="{cv.SEVERITY_TICKET}"'],
-             "equal": ["alertname", "node", "device", "slo"]},
+             "equal": ["cluster", "alertname", "node", "device", "slo"]},
             # Throttling already happens: "near the limit" adds nothing.
             {"source_matchers": ['alertname="NpuThermalThrottling"'],
              "target_matchers": ['alertname="NpuTemperatureNearLimit"'],
-             "equal": ["node", "device"]},
+             "equal": ["cluster", "node", "device"]},
         ],
         "receivers": [
             {"name": cv.RECEIVER_PAGE,

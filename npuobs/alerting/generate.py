@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from npuobs.alerting import conventions as cv
+from npuobs.alerting import globaltier
 from npuobs.alerting.amconfig import alertmanager_config
 from npuobs.alerting.device_alerts import (
     device_alert_group,
@@ -91,6 +92,10 @@ def render(config: Config) -> dict[str, str]:
         "spec": {"groups": all_groups},
     }, header)
     files[cv.ALERTMANAGER_FILE] = dump_yaml(alertmanager_config(config.alertmanager), header)
+    # the global tier (docs/scale.md): per-cluster pre-aggregations + device rules, global SLO rules
+    for name, groups in ((globaltier.CLUSTER_RULES_FILE, globaltier.cluster_groups(config.spec, config.thresholds)),
+                         (globaltier.GLOBAL_RULES_FILE, globaltier.global_groups(config.spec, config.policy))):
+        files[name] = dump_yaml({"groups": [g.to_dict(config.runbook_base_url) for g in groups]}, header)
     return files
 
 
@@ -117,7 +122,8 @@ def check(out_dir: Path) -> list[tuple[list[str], subprocess.CompletedProcess[st
                           "apt-get install -y prometheus prometheus-alertmanager")
     assert promtool is not None and amtool is not None
     runs = []
-    for argv in ([promtool, "check", "rules", *(str(out_dir / f) for f in cv.RULE_FILES)],
+    rule_files = (*cv.RULE_FILES, globaltier.CLUSTER_RULES_FILE, globaltier.GLOBAL_RULES_FILE)
+    for argv in ([promtool, "check", "rules", *(str(out_dir / f) for f in rule_files)],
                  [amtool, "check-config", str(out_dir / cv.ALERTMANAGER_FILE)]):
         result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
         runs.append((argv, result))

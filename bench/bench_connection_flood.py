@@ -11,7 +11,8 @@ and opens pipes) sampling every 0.5 s, then:
    connections every 50 ms;
 2. ``--connections`` (default 2,000) idle connections opened and *held*: every one the exporter
    closes (evicted at its connection cap, or timed out) is reopened at once, as a determined
-   attacker would (``--no-reopen``: opened once, as in the issue's probe);
+   attacker would (``--no-reopen``: opened once, as in the issue's probe; ``--partial``: each
+   sends half a request head first, so the kernel's deferred accept does not hold it back);
 3. the same scrapes and probes for ``--seconds`` while the flood is held.
 
 It reports p50/p99/max latency, failed requests, the sampler's successful samples during each
@@ -20,6 +21,7 @@ root (takes about 2 x ``--seconds`` plus start-up)::
 
     python bench/bench_connection_flood.py                 # 2,000 connections, ulimit -n 1024, 30 s phases
     python bench/bench_connection_flood.py --no-reopen
+    python bench/bench_connection_flood.py --partial
 
 It prints a Markdown table for docs/reliability.md.
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import multiprocessing
 import resource
 import selectors
 import socket
@@ -35,7 +38,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -70,28 +72,44 @@ def _last_success(body: bytes) -> float:
 
 
 class Flood:
-    """Holds ``n`` idle connections, reopening each one the server closes."""
+    """Holds ``n`` idle connections, reopening each one the server closes (in a process of its own,
+    so the attacker's loop does not compete with the measuring client for one interpreter lock)."""
 
-    def __init__(self, port: int, n: int, reopen: bool = True) -> None:
-        self.port, self.n, self.reopen = port, n, reopen
-        self.sel = selectors.DefaultSelector()
-        self.reopened = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def __init__(self, port: int, n: int, reopen: bool = True, partial: bool = False) -> None:
+        self.port, self.n, self.reopen, self.partial = port, n, reopen, partial
+        self._reopened = multiprocessing.Value("q", 0)
+        self._stop = multiprocessing.Event()
+        self._process = multiprocessing.Process(target=self._run, daemon=True)
+
+    @property
+    def reopened(self) -> int:
+        return int(self._reopened.value)
 
     def _open(self) -> None:
         s = socket.socket()
+        if self.partial:  # slowloris: half a request head, never finished
+            s.settimeout(5)
+            try:
+                s.connect(("127.0.0.1", self.port))
+                s.sendall(b"GET /metrics HTTP/1.1\r\n")
+            except OSError:
+                pass
+        else:
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", self.port))
         s.setblocking(False)
-        s.connect_ex(("127.0.0.1", self.port))
         self.sel.register(s, selectors.EVENT_READ)
 
     def start(self) -> Flood:
-        for _ in range(self.n):
-            self._open()
-        self._thread.start()
+        self._process.start()
         return self
 
     def _run(self) -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, self.n + 512)), hard))
+        self.sel = selectors.DefaultSelector()
+        for _ in range(self.n):
+            self._open()
         while not self._stop.is_set():
             for key, _ in self.sel.select(0.1):
                 sock: socket.socket = key.fileobj  # type: ignore[assignment]
@@ -104,14 +122,11 @@ class Flood:
                     sock.close()
                     if self.reopen:
                         self._open()
-                        self.reopened += 1
+                        self._reopened.value += 1
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
-        for key in list(self.sel.get_map().values()):
-            key.fileobj.close()  # type: ignore[union-attr]
-        self.sel.close()
+        self._process.join(10)
 
 
 def _phase(port: int, seconds: float) -> dict[str, object]:
@@ -149,11 +164,11 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=2000)
     ap.add_argument("--nofile", type=int, default=1024, help="the exporter's RLIMIT_NOFILE, soft = hard")
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--partial", action="store_true",
+                    help="each connection sends half a request head first (slowloris) instead of nothing")
     ap.add_argument("--no-reopen", action="store_true",
                     help="open the connections once and let closed ones go (the issue's probe) instead of reopening")
     args = ap.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.connections + 512)), hard))
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         tool = Path(tmp) / "furiosa-smi"
@@ -177,8 +192,8 @@ def main() -> int:
                 time.sleep(0.1)
             base = _phase(port, args.seconds)
             base_proc = _proc(proc.pid)
-            flood = Flood(port, args.connections, reopen=not args.no_reopen).start()
-            time.sleep(1.0)
+            flood = Flood(port, args.connections, reopen=not args.no_reopen, partial=args.partial).start()
+            time.sleep(2.0)  # the flood is open
             loaded = _phase(port, args.seconds)
             loaded_proc = _proc(proc.pid)
             reopened = flood.reopened
@@ -188,7 +203,8 @@ def main() -> int:
             proc.wait(20)
             log.close()
         emfile = (Path(tmp) / "exporter.log").read_text().count("Too many open files")
-    print(f"exporter RLIMIT_NOFILE {args.nofile}, {args.connections} idle connections held "
+    kind = "half-request (slowloris)" if args.partial else "idle"
+    print(f"exporter RLIMIT_NOFILE {args.nofile}, {args.connections} {kind} connections held "
           f"({reopened} reopened after the exporter closed them), {args.seconds:g} s per phase\n")
     print("| phase | path | requests | failed | p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|---|")

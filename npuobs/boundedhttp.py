@@ -15,6 +15,11 @@ out, and the sampler's vendor tools cannot open their pipes. Here instead:
   something else does, it pauses accepting instead of spinning). At the cap, a new connection
   evicts the connection that has been idle longest (never one whose request is being answered),
   so a flood of idle connections cannot lock out a scraper: the scraper's fresh connection wins.
+  ``TCP_DEFER_ACCEPT`` (Linux; as nginx's ``deferred``) keeps a connection in the kernel until its
+  client sends something (a request, a TLS ClientHello) or ``header_timeout`` passes, so a flood
+  of idle connections costs no descriptor of ours at all. While full, a new connection that still
+  has sent nothing when accepted is shed at once (an ``accept()`` and a ``close()``), so even an
+  attacker that reconnects as fast as it can churns cheaply while scrapers get through.
   The listen backlog is large (the kernel's ``somaxconn``, 4096): a flood waits in the kernel's
   accept queue, costing no descriptor of ours, instead of filling a short queue and making the
   kernel drop the scraper's SYN (a 1 s, then 3 s retransmit).
@@ -25,9 +30,9 @@ out, and the sampler's vendor tools cannot open their pipes. Here instead:
   decimal ``Content-Length`` (411 when missing, 400 when invalid or negative, 413 when above
   ``max_body_bytes``); chunked bodies are refused. Framing errors are answered, then the connection
   is closed (its remaining bytes cannot be trusted as the next request).
-* ``TCP_NODELAY`` is set on every connection (asyncio's default for TCP transports) and each
-  response head goes out in the same write as its body, so keep-alive requests do not wait ~40 ms
-  for a delayed ACK.
+* ``TCP_NODELAY`` is set on every connection and each response head goes out in the same write
+  as its body, and the end of a TLS handshake is ACKed at once (``TCP_QUICKACK``), so neither
+  keep-alive requests nor the first request on a new TLS connection wait ~40 ms for a delayed ACK.
 * ``HEAD`` is answered like ``GET`` without the body.
 """
 
@@ -45,9 +50,10 @@ import socket
 import ssl
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
 log = logging.getLogger("npuobs.http")
 
@@ -147,7 +153,6 @@ class _Conn:
     writer: asyncio.StreamWriter
     client: str
     busy: bool = False
-    task: asyncio.Task[None] | None = None
 
 
 class BoundedHTTPServer:
@@ -167,6 +172,8 @@ class BoundedHTTPServer:
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if hasattr(socket, "TCP_DEFER_ACCEPT"):  # Linux: idle connections stay in the kernel
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, max(1, int(limits.header_timeout)))
             self._sock.bind((host, port))
             self._sock.listen(limits.backlog)
         except BaseException:
@@ -181,7 +188,10 @@ class BoundedHTTPServer:
         self._thread: threading.Thread | None = None
         self._pending = 0  # accepted sockets not yet registered as connections
         self._accepting = False
-        self.evicted = 0  # connections closed to make room for new ones
+        self._busy = 0  # connections whose request is being answered
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.evicted = 0  # idle connections closed to make room for a new one that sent a request
+        self.shed = 0  # new connections closed at once: they had sent nothing while every slot was taken
 
     @property
     def open_connections(self) -> int:
@@ -219,13 +229,13 @@ class BoundedHTTPServer:
         self._started.set()
         await self._stopping.wait()
         self._pause_accepting()
-        conns = list(self._conns)
-        for conn in conns:
-            conn.writer.transport.abort()
-        tasks = [c.task for c in conns if c.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while self._tasks:  # connections being set up may start serving tasks while we cancel
+            for conn in list(self._conns):
+                conn.writer.transport.abort()
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     @staticmethod
     def _loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
@@ -248,7 +258,8 @@ class BoundedHTTPServer:
     def _on_acceptable(self) -> None:
         loop = asyncio.get_running_loop()
         for _ in range(_ACCEPT_BATCH):
-            if len(self._conns) + self._pending >= self.max_connections and not self._evict_one():
+            full = len(self._conns) + self._pending >= self.max_connections
+            if full and self._busy >= len(self._conns):
                 self._pause_accepting()  # every slot is answering a request; resumed as one ends
                 return
             try:
@@ -262,8 +273,24 @@ class BoundedHTTPServer:
                     self._pause_accepting(_ACCEPT_RETRY)
                     return
                 continue  # e.g. ECONNABORTED: that client is gone
+            try:  # asyncio sets it only for sockets whose proto is IPPROTO_TCP, which accept() does not give
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            if full:
+                if not _has_sent(sock):
+                    sock.close()  # idle while we are full: shed at once, before it costs a slot
+                    self.shed += 1
+                    continue
+                self._evict_one()
             self._pending += 1
-            loop.create_task(self._connect(sock))
+            self._spawn(loop, self._connect(sock))
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _connect(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -274,6 +301,7 @@ class BoundedHTTPServer:
             sock.close()
         finally:
             self._pending -= 1
+            self._resume_accepting()
 
     # -- connections -------------------------------------------------------------------------------
     def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -283,7 +311,7 @@ class BoundedHTTPServer:
         if self._ssl is not None:
             writer.transport.pause_reading()  # the ClientHello must reach the TLS layer, not our reader
         self._conns[conn] = None
-        conn.task = asyncio.get_running_loop().create_task(self._serve(conn))
+        self._spawn(asyncio.get_running_loop(), self._serve(conn))
 
     def _evict_one(self) -> bool:
         for conn in self._conns:
@@ -298,20 +326,21 @@ class BoundedHTTPServer:
         try:
             if self._ssl is not None:
                 await conn.writer.start_tls(self._ssl, ssl_handshake_timeout=self.limits.header_timeout)
+                _ack_now(conn.writer)
             first = True
             while True:
-                conn.busy = False
+                self._set_busy(conn, False)
                 try:
                     request = await self._read_request(conn, first)
                 except _Reject as exc:
-                    conn.busy = True
+                    self._set_busy(conn, True)
                     await self._send(conn, "GET", Response(exc.status, f"{exc}\n".encode(), headers=exc.headers,
                                                            close=True), keep_alive=False)
                     return
                 if request is None:
                     return
                 first = False
-                conn.busy = True
+                self._set_busy(conn, True)
                 if conn in self._conns:
                     self._conns.move_to_end(conn)
                 response = await self._respond(request)
@@ -323,9 +352,15 @@ class BoundedHTTPServer:
         except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
             pass  # reset, evicted, timed out or failed handshake: just drop the connection
         finally:
+            self._set_busy(conn, False)
             self._conns.pop(conn, None)
             conn.writer.transport.abort()
             self._resume_accepting()
+
+    def _set_busy(self, conn: _Conn, busy: bool) -> None:
+        if conn.busy != busy:
+            conn.busy = busy
+            self._busy += 1 if busy else -1
 
     async def _read_request(self, conn: _Conn, first: bool) -> Request | None:
         limits = self.limits
@@ -383,6 +418,28 @@ class BoundedHTTPServer:
                 await asyncio.wait_for(conn.writer.wait_closed(), self.limits.write_timeout)
             except (OSError, TimeoutError, asyncio.TimeoutError, ssl.SSLError):
                 pass
+
+
+def _ack_now(writer: asyncio.StreamWriter) -> None:
+    """ACK the client's last handshake flight at once instead of after the ~40 ms delayed-ACK timer.
+
+    Our TLS 1.3 session tickets wait for the first response, so nothing would carry that ACK, and
+    a client with Nagle on (most HTTP libraries but Go's) holds its first request until it comes.
+    """
+    sock = writer.get_extra_info("socket")
+    if sock is not None and hasattr(socket, "TCP_QUICKACK"):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        except OSError:
+            pass
+
+
+def _has_sent(sock: socket.socket) -> bool:
+    """Whether the client has already sent bytes (a request, a TLS ClientHello) we could read now."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # nothing yet (EAGAIN) or already reset
+        return False
 
 
 def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:

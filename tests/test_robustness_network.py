@@ -109,10 +109,14 @@ def test_idle_connection_flood_under_low_fd_limit(flooded_exporter: tuple[subpro
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
     attackers = []
     try:
-        for _ in range(400):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
+        for i in range(400):
+            if i % 2:  # idle: held back by the kernel (TCP_DEFER_ACCEPT) until they send something
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", port))
+            else:  # slowloris: half a request head reaches the exporter and takes a connection slot
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(b"GET /metrics HTTP/1.1\r\n")
             attackers.append(s)
         time.sleep(0.5)  # let the exporter accept them all
         first = _request(port, "/metrics")
@@ -143,6 +147,33 @@ def _exporter_server(limits: Limits | None = None, web: object = None) -> Metric
     cache = RenderCache()
     cache.update([GaugeMetricFamily("npuobs_test_value", "A test series.", value=1.0)])
     return MetricsServer("127.0.0.1", 0, cache, limits=limits, web=web).start()  # type: ignore[arg-type]
+
+
+def test_connection_cap_evicts_the_longest_idle_for_a_client_that_talks() -> None:
+    server = _exporter_server(Limits(max_connections=10))
+    attackers = []
+    try:
+        for _ in range(30):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")  # never finished
+            attackers.append(s)
+        for _ in range(3):
+            status, body, _ = _request(server.port, "/metrics")
+            assert status == 200 and b"npuobs_test_value" in body
+        assert server.http.open_connections <= 10
+        assert server.http.evicted >= 20
+        closed = 0
+        for s in attackers[:20]:  # the oldest were closed to make room
+            s.settimeout(2)
+            try:
+                closed += s.recv(1) == b""
+            except OSError:
+                closed += 1
+        assert closed == 20
+    finally:
+        for s in attackers:
+            s.close()
+        server.stop()
 
 
 def test_head_and_keepalive_requests_answer_without_delayed_ack() -> None:
@@ -331,6 +362,16 @@ def test_tls_scrape_still_served(tmp_path: Path) -> None:
             times.append(time.monotonic() - t0)
         conn.close()
         assert statistics.median(times[1:]) < 0.02, times
+        first = []  # the first request on a fresh TLS connection, after its handshake
+        for _ in range(5):
+            conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=5, context=ctx)
+            conn.connect()
+            t0 = time.monotonic()
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() == b"ok\n"
+            first.append(time.monotonic() - t0)
+            conn.close()
+        assert statistics.median(first) < 0.02, first  # was ~44 ms: the response waited for a delayed ACK
         for s in idle:
             s.close()
     finally:

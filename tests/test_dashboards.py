@@ -36,6 +36,7 @@ from npuobs.dashboards.generate import (
 )
 from npuobs.dashboards.generate import dashboards as build_dashboards
 from npuobs.dashboards.panels import DASHBOARDS, DATASOURCE, DEBUG, EXECUTIVE, ONCALL, runbook_link
+from npuobs.dashboards.panelvalues import format_value, legend
 from npuobs.dashboards.promql import (
     metric_names,
     panel_queries,
@@ -44,7 +45,7 @@ from npuobs.dashboards.promql import (
     variable_defaults,
 )
 from npuobs.dashboards.queries import DEBUG_NOTE, PROMETHEUS_SERIES, labels_of
-from npuobs.dashboards.snapshot import PrometheusAPI, Settings, format_value, legend, snapshot
+from npuobs.dashboards.snapshot import PrometheusAPI, Settings, snapshot
 from npuobs.dashboards.validate import schema_problems, structural_problems
 from npuobs.schema import Profile
 from npuobs.thresholds import Thresholds

@@ -58,7 +58,8 @@ def test_demo_pages_on_device_offline_and_stops_clean(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     seen: list[str] = []
     try:
-        prom = _wait_line(proc, r"prometheus\s+(http://\S+/)", 90, seen).group(1)
+        dash = _wait_line(proc, r"dashboards\s+(http://\S+/)", 90, seen).group(1)
+        prom = _wait_line(proc, r"prometheus\s+(http://\S+/)", 10, seen).group(1)
         hint = _wait_line(proc, r"^\s*(npuobs alerts maintenance start .*?)\s+# silence a node", 10, seen).group(1)
         _wait_line(proc, r"Ctrl-C stops everything", 10, seen)
         children = psutil.Process(proc.pid).children(recursive=True)
@@ -108,6 +109,12 @@ def test_demo_pages_on_device_offline_and_stops_clean(tmp_path: Path) -> None:
         assert page is not None, f"no NpuDeviceDown page within {PAGE_WAIT_SECONDS}s; output:\n{''.join(seen)}"
         assert page["payload"]["severity"] == "critical"
         assert any("runbooks/NpuDeviceDown.md" in link["href"] for link in page.get("links", []))
+
+        # the live on-call dashboard (drawn from the demo's Prometheus, no Grafana) shows the firing alert
+        with urllib.request.urlopen(f"{dash}d/oncall", timeout=60) as resp:
+            oncall = resp.read().decode()
+        assert '<meta http-equiv="refresh"' in oncall and "<polyline" in oncall
+        assert "<td>NpuDeviceDown</td>" in oncall, oncall[-3000:]
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0

@@ -10,6 +10,7 @@ by default, fails here.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,7 +119,11 @@ def test_demo_from_empty_dir(installed: Path, empty_dir: Path, clean_env: dict[s
                              stack_binaries: None) -> None:
     out = _ok(_run([installed / "npuobs", "demo", "--duration", "20"], empty_dir, clean_env, 180))
     assert "npuobs demo is up" in out and "npuobs demo: stopped" in out
-    assert "NOT running" not in out
+    assert "NOT running" not in out and re.search(r"dashboards\s+http://127\.0\.0\.1:\d+/", out)
+    # a fresh state directory for this demo, named for `sim inject --state-dir`, gone when the demo stops
+    state = Path(re.search(r"simulator state\s+(\S+)\s+\(new for this demo", out).group(1))
+    assert state.parent == Path(clean_env["NPUOBS_STATE_DIR"]).parent and f"--state-dir {state}" in out
+    assert not state.exists()
 
 
 def test_gameday_from_empty_dir(installed: Path, empty_dir: Path, clean_env: dict[str, str],

@@ -3,12 +3,19 @@
 Runs until ``--duration`` passes or Ctrl-C, then stops every part it started (processes reaped,
 ports freed). Without the Prometheus/Alertmanager binaries it runs the fleet and exporters only
 and says how to install the rest.
+
+Each demo gets a fresh simulator state directory (printed in the banner, where ``npuobs sim
+inject --state-dir`` targets it, and removed at the end), so a fault injected into an earlier demo
+is never active in the next one; ``--state-dir`` reuses a directory on purpose. The three
+dashboards are served as live HTML pages drawn from the demo's Prometheus (no Grafana needed).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -16,7 +23,9 @@ from types import FrameType
 
 from npuobs.cli.errors import CliError
 from npuobs.cli.sim import DEFAULT_STATE_DIR, _duration
+from npuobs.dashboards.live import LiveDashboardServer, LivePages, LiveSettings
 from npuobs.simulator.fleet import FleetConfig
+from npuobs.simulator.state import StateError, default_state_dir, ensure_private_dir
 from npuobs.stack.embedded import EmbeddedStack, Timing
 from npuobs.stack.proc import StackError
 
@@ -30,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "PagerDuty sink. Ctrl-C stops everything.")
     p.add_argument("--duration", type=_duration, help="stop after this long (wall time, e.g. 60 or 10m)")
     p.add_argument("--fleet", type=Path, help="fleet YAML (default: the embedded 2x4 demo fleet)")
-    p.add_argument("--state-dir", type=Path, default=Path(DEFAULT_STATE_DIR),
-                   help="simulator state directory, where `npuobs sim inject` finds the fleet "
-                        f"(default {DEFAULT_STATE_DIR})")
+    p.add_argument("--state-dir", type=Path,
+                   help="simulator state directory, where `npuobs sim inject --state-dir` finds the fleet (default: "
+                        f"a new directory under {Path(DEFAULT_STATE_DIR).parent} for each demo, removed at the end)")
     p.add_argument("--workdir", type=Path, help="keep Prometheus/Alertmanager data and logs here (default: temporary)")
     p.add_argument("--alert-for-cap", default="30s",
                    help="cap alert `for:` durations so faults page within a minute (default 30s; 'none' keeps the "
@@ -46,17 +55,23 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     cap = None if args.alert_for_cap == "none" else args.alert_for_cap
-    stack = EmbeddedStack(fleet_config=fleet, timing=Timing(for_cap=cap), workdir=args.workdir,
-                          state_dir=args.state_dir)
+    fresh_state = args.state_dir is None
+    state_dir = args.state_dir or fresh_state_dir()
+    stack = EmbeddedStack(fleet_config=fleet, timing=Timing(for_cap=cap), workdir=args.workdir, state_dir=state_dir)
     stop = _install_signal_handlers()
     print("npuobs demo: starting simulated fleet, exporters, Prometheus, Alertmanager ...", flush=True)
+    live: LiveDashboardServer | None = None
     try:
         stack.start()
+        if stack.prometheus is not None:
+            live = live_dashboards(stack).start()
     except (StackError, OSError) as exc:
         stack.stop()
+        if fresh_state:
+            shutil.rmtree(state_dir, ignore_errors=True)
         raise CliError(f"demo could not start: {exc}") from None
     try:
-        print(_banner(stack, cap), flush=True)
+        print(_banner(stack, cap, live, fresh_state), flush=True)
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             print(_status(stack), flush=True)
@@ -64,9 +79,34 @@ def run(args: argparse.Namespace) -> int:
                       max(0.0, min(STATUS_EVERY_SECONDS, deadline - time.monotonic())))
     finally:
         print("npuobs demo: stopping ...", flush=True)
+        if live is not None:
+            live.stop()
         stack.stop()
+        if fresh_state:
+            shutil.rmtree(state_dir, ignore_errors=True)
         print("npuobs demo: stopped", flush=True)
     return 0
+
+
+def fresh_state_dir() -> Path:
+    """A new private directory for this demo's simulator state, beside the default state directory."""
+    try:
+        parent = ensure_private_dir(default_state_dir().parent)
+        return Path(tempfile.mkdtemp(prefix="demo-", dir=parent))
+    except (StateError, OSError) as exc:
+        raise CliError(f"cannot create the demo's state directory: {exc}") from None
+
+
+def live_dashboards(stack: EmbeddedStack) -> LiveDashboardServer:
+    """The three dashboards, generated from the stack's config, drawn live from its Prometheus."""
+    from npuobs.dashboards.generate import dashboards
+    from npuobs.durations import format_duration, parse_duration
+    from npuobs.promapi import PrometheusAPI
+
+    assert stack.prometheus is not None
+    boards = {ref.key: data for ref, data in dashboards(stack.config).items()}
+    rate = format_duration(4 * parse_duration(stack.timing.scrape_interval))  # Grafana: 4 scrape intervals
+    return LiveDashboardServer(LivePages(PrometheusAPI(stack.prometheus.url), boards, LiveSettings(rate_interval=rate)))
 
 
 def _install_signal_handlers() -> threading.Event:
@@ -81,10 +121,14 @@ def _install_signal_handlers() -> threading.Event:
     return event
 
 
-def _banner(stack: EmbeddedStack, cap: str | None) -> str:
+def _banner(stack: EmbeddedStack, cap: str | None, live: LiveDashboardServer | None = None,
+            fresh_state: bool = False) -> str:
     assert stack.runner is not None
     node, device = stack.fleet_config.nodes[0].name, "0"
     lines = ["", "npuobs demo is up:"]
+    if live is not None:
+        lines.append(f"  dashboards       {live.url}/  (executive, on-call, debug: live from Prometheus, "
+                     f"refreshed every {live.pages.settings.refresh_seconds} s)")
     for n, url in stack.runner.exporter_urls.items():
         lines.append(f"  exporter {n:<8} {url}/metrics")
     if stack.prometheus and stack.alertmanager and stack.sink:
@@ -96,6 +140,8 @@ def _banner(stack: EmbeddedStack, cap: str | None) -> str:
     else:
         lines += [f"  NOT running {' and '.join(stack.missing)}: exporters only.",
                   "  install them with: make setup   (or apt-get install -y prometheus prometheus-alertmanager)"]
+    lines.append(f"  simulator state  {stack.state_dir}" + ("  (new for this demo, removed when it stops)"
+                                                              if fresh_state else ""))
     state = "" if str(stack.state_dir) == DEFAULT_STATE_DIR else f" --state-dir {stack.state_dir}"
     lines += ["", "From another terminal:",
               f"  npuobs sim inject F1 --node {node} --device {device}{state}     # device offline: pages",

@@ -8,8 +8,10 @@ is one ``npuobs: error:`` line naming the key and the file, exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -44,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=registry.names(), help="device backend (config key: backend)")
     p.add_argument("--config", type=Path, help="exporter YAML config; flags override its keys")
     p.add_argument("--listen", help=f"host:port to serve on (default {DEFAULT_LISTEN})")
-    p.add_argument("--node", help="node name for the node label (default: $NODE_NAME or the host name)")
+    p.add_argument("--node", help="node name for the node label (default: $NODE_NAME or the host name; sim "
+                                  "backend: the only node of --state-dir's fleet)")
     p.add_argument("--state-dir", type=Path, help="simulator state directory (sim backend)")
     p.add_argument("--interval", type=float, help=f"sampling interval in seconds (default {DEFAULT_INTERVAL:g})")
     p.add_argument("--sample-timeout", type=float,
@@ -75,10 +78,32 @@ def build_config(args: argparse.Namespace) -> ExporterConfig:
         raise CliError(str(exc)) from exc
 
 
+def sim_node(config: ExporterConfig, explicit: bool) -> ExporterConfig:
+    """The sim backend serves one node of a simulated fleet: when no node was named (flag, file or
+    ``$NODE_NAME``) and the state directory's fleet has exactly one, that is the node; with several,
+    say which exist instead of serving a node that is not there."""
+    if config.backend != "sim" or explicit or config.state_dir is None:
+        return config
+    from npuobs.simulator.state import StateError, read_fleet
+
+    try:
+        nodes = sorted(read_fleet(config.state_dir)["nodes"])
+    except StateError:
+        return config  # no fleet yet: the backend reports it per scrape until one starts
+    if config.node in nodes:
+        return config
+    if len(nodes) == 1:
+        return replace(config, node=nodes[0])
+    raise CliError(f"{config.state_dir} holds a fleet of {len(nodes)} nodes ({', '.join(nodes)}): "
+                   "pick one with --node")
+
+
 def run(args: argparse.Namespace) -> int:
     from npuobs.exporter import Exporter
 
-    config = build_config(args)
+    config = build_config(args)  # validates the file first: a bad one is one line
+    explicit = bool(args.node or os.environ.get("NODE_NAME") or (args.config and _file_names_node(args.config)))
+    config = sim_node(config, explicit)
     logs.configure(config.log_format)
     try:
         exporter = Exporter(config)
@@ -99,3 +124,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         exporter.stop()
     return 0
+
+
+def _file_names_node(path: Path) -> bool:
+    """Whether the config file sets ``node`` (it is valid: ``build_config`` loaded it already)."""
+    return load(path).node != ExporterConfig().node

@@ -6,11 +6,15 @@ from __future__ import annotations
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from npuobs import schema
 from npuobs.schema import MetricType
+
+GOLDEN = Path(__file__).parent / "golden"
 
 
 def _scrape(url: str, accept: str | None = None) -> tuple[str, str]:
@@ -70,6 +74,14 @@ def test_promtool_check_metrics_is_clean(fleet_stack, promtool_bin: str) -> None
     _, body = _scrape(next(iter(fleet_stack.exporter_urls.values())))
     proc = subprocess.run([promtool_bin, "check", "metrics"], input=body.encode(), capture_output=True,
                           timeout=30, check=False)
+    assert proc.returncode == 0 and not proc.stdout and not proc.stderr, proc.stderr.decode()
+
+
+@pytest.mark.parametrize("golden", sorted(p.name for p in GOLDEN.glob("*.prom")))
+def test_golden_expositions_pass_promtool_check_metrics(golden: str, promtool_bin: str) -> None:
+    """The committed golden expositions (tests/test_golden_exposition.py) are lint-free too."""
+    proc = subprocess.run([promtool_bin, "check", "metrics"], input=(GOLDEN / golden).read_bytes(),
+                          capture_output=True, timeout=30, check=False)
     assert proc.returncode == 0 and not proc.stdout and not proc.stderr, proc.stderr.decode()
 
 

@@ -79,8 +79,8 @@ OP_PLACEMENTS = ("device", "host")
 # remediation (npuobs remediate): actions of the policy and what became of each decision
 REMEDIATION_ACTIONS = ("drain", "undrain", "reset", "rollback", "cpu_path", "accelerator_path", "none")
 REMEDIATION_RESULTS = (
-    "acted", "verified", "verify_failed", "failed", "dry_run", "duplicate", "cooldown", "no_rule", "manual",
-    "refused_condition", "refused_maintenance", "refused_rate_limit", "refused_capacity", "error",
+    "acted", "verified", "unverified", "verify_failed", "failed", "dry_run", "duplicate", "cooldown", "no_rule",
+    "manual", "refused_condition", "refused_maintenance", "refused_rate_limit", "refused_capacity", "error",
 )
 
 # Latency buckets (seconds) for the inference histogram: dense around the SLO thresholds

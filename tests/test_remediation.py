@@ -236,15 +236,31 @@ def test_failed_verification_undoes_and_pages(make, served, prometheus_server, s
     assert counted(c, "drain", "verify_failed") == 1
 
 
+def wait_result(c: Controller, result: str, timeout: float = 20) -> list[dict]:
+    deadline = time.time() + timeout
+    while time.time() < deadline and not any(e["result"] == result for e in audit(c)):
+        time.sleep(0.2)
+    return [e for e in audit(c) if e["result"] == result]
+
+
 def test_verification_clears_on_a_real_prometheus(make, served, prometheus_server) -> None:
     doc = yaml.safe_load(_default_text())
-    doc["rules"][0]["verify"] = {"clears": 'up{job="no-such-job"} == 1', "within": "30s"}  # returns nothing
+    # the condition holds for 3 more seconds, then clears
+    doc["rules"][0]["verify"] = {"clears": f"vector(time()) < {time.time() + 3:.0f}", "within": "30s"}
     c = make(parse_policy(doc, "test"), prometheus=prometheus_server)
     c.handle(payload(down("node-a", "3", "fp-ok")))
-    deadline = time.time() + 20
-    while time.time() < deadline and not any(e["result"] == "verified" for e in audit(c)):
-        time.sleep(0.2)
-    assert counted(c, "drain", "verified") == 1
+    [verified] = wait_result(c, "verified")
+    assert "cleared" in verified["reason"] and counted(c, "drain", "verified") == 1
+
+
+def test_a_verify_query_that_never_held_proves_nothing(make, served, prometheus_server) -> None:
+    doc = yaml.safe_load(_default_text())
+    doc["rules"][0]["verify"] = {"clears": 'up{job="no-such-job"} == 1', "within": "30s"}  # never returns anything
+    c = make(parse_policy(doc, "test"), prometheus=prometheus_server)
+    c.handle(payload(down("node-a", "3", "fp-vacuous")))
+    [unverified] = wait_result(c, "unverified")
+    assert "cannot tell whether this worked" in unverified["reason"]
+    assert counted(c, "drain", "verified") == 0
 
 
 def _post(url: str, body: bytes) -> tuple[int, dict]:

@@ -308,15 +308,24 @@ class Controller:
         d = Decision(record["alertname"], record["fingerprint"], record["action"], "", "", record["target"],
                      record.get("family", ""), record.get("cluster", ""))
         last = "no answer yet"
+        seen_true = record.get("status") != "acted" or self.clock() - record["at"] > 30
         while not self._stop.is_set():
             try:
                 rows = self.prometheus.query(query)
                 if not rows:
-                    self.state.update(key, status="verified")
                     d.at = self.clock()
+                    if not seen_true:
+                        # a query that never held proves nothing (a typo, a label the exporter's profile drops)
+                        self.state.update(key, status="unverified")
+                        self._finish(d, "unverified", f"the verify query returned nothing even right after acting, "
+                                     f"so it cannot tell whether this worked: {query}", record.get("group_key", ""),
+                                     record.get("severity", ""), note=False)
+                        return
+                    self.state.update(key, status="verified")
                     self._finish(d, "verified", f"condition cleared {d.at - record['at']:.0f}s after acting",
                                  record.get("group_key", ""), record.get("severity", ""), note=False)
                     return
+                seen_true = True
                 last = f"still true: {rows[0]['metric']} = {rows[0]['value'][1]}"
             except PrometheusError as exc:
                 last = f"cannot query Prometheus: {exc}"

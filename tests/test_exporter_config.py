@@ -17,7 +17,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from npuobs.cli.main import main
+from npuobs.cli.exporter import build_config
+from npuobs.cli.main import build_parser, main
 from npuobs.devices import registry
 from npuobs.exporter import ConfigError, Exporter, ExporterConfig
 from npuobs.exporter.config import from_dict, load, override
@@ -128,6 +129,24 @@ def test_cli_rejects_a_mistyped_backend_option_in_one_line(tmp_path: Path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown option 'child_timout'" in err and str(path) in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--option", "tool_pth=/x"], "flags: backend_options: backend 'furiosa': unknown option 'tool_pth'"),
+    (["--option", "timeout=soon"], "option 'timeout' must be a number, got 'soon'"),
+    (["--option", "timeout"], "--option 'timeout': expected KEY=VALUE"),
+])
+def test_cli_option_flag_is_checked_in_one_line(flags: list[str], needle: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["exporter", "--backend", "furiosa", "--listen", "127.0.0.1:0", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "Traceback" not in err
+
+
+def test_cli_option_flag_wins_over_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", "backend: furiosa\nbackend_options: {tool_path: /a, timeout: 2}\n")
+    args = build_parser(["exporter"]).parse_args(["exporter", "--config", str(path), "--option", "tool-path=/b"])
+    assert build_config(args).backend_options == {"tool_path": "/b", "timeout": 2}
 
 
 def test_cli_reports_a_busy_port(tmp_path: Path, sim_state: Path, capsys: pytest.CaptureFixture[str]) -> None:

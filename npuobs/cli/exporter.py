@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", help="node name for the node label (default: $NODE_NAME or the host name; sim "
                                   "backend: the only node of --state-dir's fleet)")
     p.add_argument("--state-dir", type=Path, help="simulator state directory (sim backend)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a backend option, repeatable (config key backend_options.KEY; the flag wins), "
+                        "e.g. --option smi_format=csv; see docs/backends.md")
     p.add_argument("--interval", type=float, help=f"sampling interval in seconds (default {DEFAULT_INTERVAL:g})")
     p.add_argument("--sample-timeout", type=float,
                    help="seconds before a sample counts as hung (default 80%% of the interval)")
@@ -69,13 +72,28 @@ def build_config(args: argparse.Namespace) -> ExporterConfig:
     """The file's config (or defaults) with the flags that were given on top."""
     try:
         base = load(args.config) if args.config else ExporterConfig()
-        return override(base, backend=args.backend, listen=args.listen, node=args.node, state_dir=args.state_dir,
+        options = {**base.backend_options, **_key_values(args.option)} if args.option else None
+        return override(base, backend=args.backend, backend_options=options, listen=args.listen, node=args.node,
+                        state_dir=args.state_dir,
                         interval=args.interval, sample_timeout=args.sample_timeout, web_config=args.web_config,
                         log_format=args.log_format, profile=args.profile, podresources_socket=args.podresources_socket,
                         otlp_endpoint=args.otlp_endpoint, otlp_protocol=args.otlp_protocol,
                         otlp_interval=args.otlp_interval)
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
+
+
+def _key_values(pairs: list[str]) -> dict[str, str]:
+    """``["smi_format=csv"]`` -> ``{"smi_format": "csv"}`` (``-`` in a key reads as ``_``); the
+    backend's options class converts and checks the values (``ExporterConfig.check_backend``)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--option {pair!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
 
 
 def sim_node(config: ExporterConfig, explicit: bool) -> ExporterConfig:

@@ -22,8 +22,10 @@ from typing import Any
 
 import yaml
 
+from npuobs.binaries import find_binary
+from npuobs.errors import StackError
 from npuobs.promapi import PrometheusAPI, Result
-from npuobs.stack.proc import ManagedProcess, StackError, find_binary, free_port, wait_http_ok
+from npuobs.stack.proc import ManagedProcess, free_port, wait_http_ok
 
 INSTALL_HINT = "apt-get install -y victoria-metrics"
 

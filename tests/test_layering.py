@@ -1,7 +1,7 @@
 """Where code may reach: the package's layering rules, checked on the source (issue 14 items 3-5).
 
 - Nothing below ``npuobs.stack`` (the runner of real Prometheus/Alertmanager servers) imports it:
-  only the entry points above it (the CLI, game days) and the stack itself do.
+  only the entry points above it (the CLI, game days, the scale harness) and the stack itself do.
 - Backend results are typed (``Snapshot.errors``, ``Snapshot.children``): no caller looks up
   errors or children on a backend with ``getattr``.
 - The old homes are gone: ``npuobs.deploy_render``, ``npuobs.slo_report``, ``npuobs.exporter.collectors``.
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -20,9 +21,11 @@ import npuobs
 pytestmark = pytest.mark.unit
 
 PACKAGE = Path(npuobs.__file__).parent
-ABOVE_STACK = ("npuobs.stack", "npuobs.cli", "npuobs.gameday")
+# the entry points that run real servers: the CLI, game days and the scale harness
+ABOVE_STACK = ("npuobs.stack", "npuobs.cli", "npuobs.gameday", "npuobs.scale")
 
 
+@functools.cache
 def _modules() -> list[tuple[str, ast.Module]]:
     out = []
     for path in sorted(PACKAGE.rglob("*.py")):

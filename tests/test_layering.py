@@ -4,6 +4,7 @@
   only the entry points above it (the CLI, game days, the scale harness) and the stack itself do.
 - Backend results are typed (``Snapshot.errors``, ``Snapshot.children``): no caller looks up
   errors or children on a backend with ``getattr``.
+- One family builder: schema families are constructed only in ``npuobs.families``.
 - The old homes are gone: ``npuobs.deploy_render``, ``npuobs.slo_report``, ``npuobs.exporter.collectors``.
 """
 
@@ -61,6 +62,18 @@ def test_no_getattr_for_backend_errors_or_children() -> None:
                     and node.args[1].value in ("last_errors", "backends", "children", "errors")):
                 found.append(f"{name}:{node.lineno}")
     assert found == []
+
+
+def test_one_family_builder() -> None:
+    """Schema metric families are made in one place (``npuobs.families``), for the exporter and the
+    instrumentation library alike; the game-day recorder's synthetic ``up`` is not a schema metric."""
+    makers = {}
+    for name, tree in _modules():
+        calls = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Name) and n.func.id.endswith("MetricFamily")]
+        if calls and name not in ("npuobs.families", "npuobs.gameday.record"):
+            makers[name] = calls
+    assert makers == {}
 
 
 @pytest.mark.parametrize("old", ["npuobs.deploy_render", "npuobs.slo_report", "npuobs.exporter.collectors"])

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
+from npuobs.errors import UsageError
+
 DOCUMENT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 DEVICE_STATES = ("online", "offline")
@@ -27,7 +29,7 @@ DEVICE_STATES = ("online", "offline")
 T = TypeVar("T")
 
 
-class DocumentError(ValueError):
+class DocumentError(ValueError, UsageError):
     """A device state document that is not one this module wrote; the message names where and what."""
 
 

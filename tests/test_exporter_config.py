@@ -88,7 +88,9 @@ otlp: {endpoint: http://c:4317, protocol: grpc, interval: 10, headers: {x-token:
     ("backend: furiosa\nbackend_options: {timeout: soon}\n", "option 'timeout' must be a number, got 'soon'"),
     ("backend: sim\nbackend_options: {tool_path: /x}\n", "backend 'sim': unknown option 'tool_path'"),
     ("backend: nope\n", "backend: unknown backend 'nope'"),
-    ("interval: -1\n", "interval must be a positive"),
+    ("interval: -1\n", "interval must be between 0.05 and 3600 seconds, got -1"),
+    ("interval: 0.000001\n", "interval must be between 0.05 and 3600 seconds, got 1e-06"),
+    ("interval: .inf\n", "interval must be between 0.05 and 3600 seconds, got inf"),
     ("listen: localhost\n", "listen must be host:port"),
     ("- a\n- b\n", "must be a mapping"),
 ])

@@ -29,6 +29,7 @@ from prometheus_client.utils import floatToGoString
 from npuobs import schema
 from npuobs.alerting import conventions as cv
 from npuobs.durations import parse_duration
+from npuobs.errors import UsageError
 from npuobs.thresholds import DEFAULT as THRESHOLDS
 from npuobs.thresholds import Thresholds
 
@@ -43,7 +44,7 @@ _SELECTOR_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^{}]*\})?")
 _RESERVED_LABELS = {*cv.SLO_LABELS, "severity", "failure_mode", "alertname"}
 
 
-class SpecError(ValueError):
+class SpecError(ValueError, UsageError):
     """An invalid spec; the message starts with ``file: key:`` so the fix is one look away."""
 
 
@@ -118,6 +119,8 @@ def load_spec(path: Path, thresholds: Thresholds = THRESHOLDS) -> Spec:
         docs = [d for d in yaml.safe_load_all(Path(path).read_text(encoding="utf-8")) if d is not None]
     except OSError as exc:
         raise SpecError(f"{where}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{where}: not valid YAML: {exc}") from None
     if not docs:
@@ -187,7 +190,7 @@ def _slo(doc: Any, where: str, key: str, thresholds: Thresholds) -> SLO:
                       "queries"}, where, key)
     name = _name(doc.get("name"), where, f"{key}.name")
     sli = doc.get("sli")
-    if sli not in cv.SLO_BURN_ALERTS:
+    if not isinstance(sli, str) or sli not in cv.SLO_BURN_ALERTS:
         raise SpecError(f"{where}: {key}.sli: must be one of {', '.join(cv.SLO_BURN_ALERTS)}, got {sli!r}")
     objective = _objective(doc.get("objective"), where, f"{key}.objective")
     period = _period(doc.get("period", "30d"), where, f"{key}.period")
@@ -299,16 +302,18 @@ def _load_openslo(docs: list[dict[str, Any]], where: str) -> Spec:
         key = f"document[{i}]"
         if doc.get("apiVersion") != "openslo/v1" or doc.get("kind") != "SLO":
             raise SpecError(f"{where}: {key}: only apiVersion openslo/v1, kind SLO is supported")
-        meta, spec = doc.get("metadata") or {}, doc.get("spec") or {}
+        meta = _mapping(doc.get("metadata"), where, f"{key}.metadata")
+        spec = _mapping(doc.get("spec"), where, f"{key}.spec")
         name = _name(meta.get("name"), where, f"{key}.metadata.name")
-        annotations = meta.get("annotations") or {}
+        annotations = _mapping(meta.get("annotations"), where, f"{key}.metadata.annotations")
         sli = annotations.get("npuobs.io/sli", "availability")
-        if sli not in cv.SLO_BURN_ALERTS:
+        if not isinstance(sli, str) or sli not in cv.SLO_BURN_ALERTS:
             raise SpecError(f"{where}: {key}.metadata.annotations.npuobs.io/sli: must be one of "
                             f"{', '.join(cv.SLO_BURN_ALERTS)}, got {sli!r}")
         services.add(_name(spec.get("service"), where, f"{key}.spec.service"))
         objectives = spec.get("objectives")
-        if not isinstance(objectives, list) or len(objectives) != 1 or "target" not in objectives[0]:
+        if (not isinstance(objectives, list) or len(objectives) != 1 or not isinstance(objectives[0], dict)
+                or "target" not in objectives[0]):
             raise SpecError(f"{where}: {key}.spec.objectives: exactly one objective with a target is "
                             "supported")
         target = objectives[0]["target"]
@@ -316,8 +321,12 @@ def _load_openslo(docs: list[dict[str, Any]], where: str) -> Spec:
             raise SpecError(f"{where}: {key}.spec.objectives[0].target: must be a number in (0, 1)")
         objective = _objective(target * 100, where, f"{key}.spec.objectives[0].target")
         windows = spec.get("timeWindow") or [{}]
-        period = _period(windows[0].get("duration", "30d"), where, f"{key}.spec.timeWindow[0].duration")
-        ratio = ((spec.get("indicator") or {}).get("spec") or {}).get("ratioMetric")
+        if not isinstance(windows, list):
+            raise SpecError(f"{where}: {key}.spec.timeWindow: must be a list")
+        window = _mapping(windows[0], where, f"{key}.spec.timeWindow[0]")
+        period = _period(window.get("duration", "30d"), where, f"{key}.spec.timeWindow[0].duration")
+        indicator = _mapping(spec.get("indicator"), where, f"{key}.spec.indicator")
+        ratio = _mapping(indicator.get("spec"), where, f"{key}.spec.indicator.spec").get("ratioMetric")
         if not isinstance(ratio, dict):
             raise SpecError(f"{where}: {key}.spec.indicator.spec.ratioMetric: required (inline ratio SLI)")
         if ratio.get("counter") is not True:
@@ -342,14 +351,23 @@ def _load_openslo(docs: list[dict[str, Any]], where: str) -> Spec:
 
 
 def _openslo_query(doc: Any, where: str, key: str) -> str:
-    source = (doc or {}).get("metricSource") or {}
+    source = _mapping(_mapping(doc, where, key).get("metricSource"), where, f"{key}.metricSource")
     if source.get("type") != "Prometheus":
         raise SpecError(f"{where}: {key}.metricSource.type: only Prometheus is supported")
-    query = (source.get("spec") or {}).get("query")
+    query = _mapping(source.get("spec"), where, f"{key}.metricSource.spec").get("query")
     if not isinstance(query, str) or not _SELECTOR_RE.fullmatch(query.strip()):
         raise SpecError(f"{where}: {key}.metricSource.spec.query: must be a counter selector like "
                         f'npu_inference_requests_total{{outcome="success"}}')
     return query.strip()
+
+
+def _mapping(value: Any, where: str, key: str) -> dict[str, Any]:
+    """``value`` as a mapping (absent = empty); anything else is a SpecError naming the key."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: {key}: must be a mapping, got {type(value).__name__}")
+    return value
 
 
 def _objective(value: Any, where: str, key: str) -> float:

@@ -17,7 +17,7 @@ from npuobs.alerting.burnrate import DEFAULT_POLICY, POLICIES
 from npuobs.alerting.generate import ToolMissing, check, render, write
 from npuobs.alerting.slo_spec import SpecError
 from npuobs.amapi import AlertmanagerAPI, AlertmanagerError
-from npuobs.cli.argtypes import duration_seconds
+from npuobs.cli.argtypes import duration_seconds, output_dir
 from npuobs.cli.errors import CliError
 from npuobs.config import Config
 from npuobs.durations import format_duration
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "in which case they are embedded (never commit such output).")
     g.add_argument("--slo", type=Path, help="SLO spec, npuobs/v1 or OpenSLO v1 YAML (default: the packaged "
                                             "alerts/slo.yaml)")
-    g.add_argument("--out", type=Path, required=True, help="output directory")
+    g.add_argument("--out", type=output_dir, required=True, help="output directory")
     g.add_argument("--policy", choices=tuple(POLICIES), default=DEFAULT_POLICY,
                    help=f"burn-rate policy (default {DEFAULT_POLICY})")
     g.add_argument("--runbook-base-url", default=cv.DEFAULT_RUNBOOK_BASE_URL,

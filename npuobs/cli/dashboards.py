@@ -11,6 +11,7 @@ from npuobs import resources
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.burnrate import DEFAULT_POLICY, POLICIES
 from npuobs.alerting.slo_spec import SpecError
+from npuobs.cli.argtypes import http_url, number_between, output_dir
 from npuobs.cli.errors import CliError
 from npuobs.config import Config
 from npuobs.dashboards.generate import render, stale, write
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "and dashboard provider) into --out. With --check, write nothing: compare with "
                                    "what --out holds, validate against Grafana's dashboard schema, exit 1 on any "
                                    "difference or problem.")
-    g.add_argument("--out", type=Path, required=True, help="output directory (the repository keeps dashboards/)")
+    g.add_argument("--out", type=output_dir, required=True, help="output directory (the repository keeps dashboards/)")
     g.add_argument("--check", action="store_true", help="verify --out is up to date and valid instead of writing")
     _generation_options(g)
     g.set_defaults(func=run_generate)
@@ -39,9 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        description="Run each panel's queries (variables at their defaults) against Prometheus over "
                                    "the last --minutes and render <dashboard>.png, per-panel PNGs and index.html "
                                    "into --out: what on-call would see, without Grafana.")
-    s.add_argument("--prometheus", required=True, help="Prometheus base URL, e.g. http://127.0.0.1:9090")
-    s.add_argument("--out", type=Path, required=True, help="output directory")
-    s.add_argument("--minutes", type=float, default=15.0, help="time range ending now (default %(default)g)")
+    s.add_argument("--prometheus", required=True, type=http_url, help="Prometheus base URL, e.g. http://127.0.0.1:9090")
+    s.add_argument("--out", type=output_dir, required=True, help="output directory")
+    s.add_argument("--minutes", type=number_between(1, 60 * 24 * 31), default=15.0,
+                   help="time range ending now (default %(default)g)")
     s.add_argument("--rate-interval", default="1m",
                    help="what $__rate_interval stands for; Grafana uses 4x the scrape interval (default %(default)s)")
     s.add_argument("--from", dest="source", type=Path,

@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from npuobs.cli.argtypes import number_between
 from npuobs.cli.errors import CliError
 from npuobs.devices import inventory, registry
 from npuobs.devices import options as options_mod
@@ -31,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--state-dir", type=Path, default=default_state_dir(),
                    help="sim backend: the fleet's state directory")
     p.add_argument("--tool-path", help="vendor backends: absolute path of the SMI tool")
-    p.add_argument("--timeout", type=float, default=5.0, help="per-call timeout in seconds (default 5)")
+    p.add_argument("--timeout", type=number_between(0.01, 600), default=5.0,
+                   help="per-call timeout in seconds (default 5)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a backend option (repeatable), e.g. --option smi_format=csv; see docs/backends.md")
     p.add_argument("--json", action="store_true",

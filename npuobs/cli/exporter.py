@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
+from npuobs.cli.argtypes import number_between
 from npuobs.cli.errors import CliError
 from npuobs.devices import registry
 from npuobs.devices.base import BackendError
@@ -23,8 +24,11 @@ from npuobs.exporter.config import (
     DEFAULT_INTERVAL,
     DEFAULT_LISTEN,
     DEFAULT_PODRESOURCES_SOCKET,
+    INTERVAL_BOUNDS,
     LOG_FORMATS,
+    OTLP_INTERVAL_BOUNDS,
     OTLP_PROTOCOLS,
+    TIMEOUT_BOUNDS,
     ConfigError,
     ExporterConfig,
     load,
@@ -52,15 +56,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a backend option, repeatable (config key backend_options.KEY; the flag wins), "
                         "e.g. --option smi_format=csv; see docs/backends.md")
-    p.add_argument("--interval", type=float, help=f"sampling interval in seconds (default {DEFAULT_INTERVAL:g})")
-    p.add_argument("--sample-timeout", type=float,
+    p.add_argument("--interval", type=number_between(*INTERVAL_BOUNDS, what="seconds"),
+                   help=f"sampling interval in seconds (default {DEFAULT_INTERVAL:g})")
+    p.add_argument("--sample-timeout", type=number_between(*TIMEOUT_BOUNDS, what="seconds"),
                    help="seconds before a sample counts as hung (default 80%% of the interval)")
     p.add_argument("--web-config", type=Path, help="exporter-toolkit web config (TLS, basic auth)")
     p.add_argument("--podresources-socket", type=Path,
                    help=f"kubelet PodResources socket (default {DEFAULT_PODRESOURCES_SOCKET}; absent = off)")
     p.add_argument("--otlp-endpoint", help="push readings over OTLP to this URL (off by default)")
     p.add_argument("--otlp-protocol", choices=OTLP_PROTOCOLS, help="OTLP transport (default grpc)")
-    p.add_argument("--otlp-interval", type=float, help="seconds between OTLP pushes (default 30)")
+    p.add_argument("--otlp-interval", type=number_between(*OTLP_INTERVAL_BOUNDS, what="seconds"),
+                   help="seconds between OTLP pushes (default 30)")
     p.add_argument("--log-format", choices=LOG_FORMATS, help="json lines (default) or text")
     p.add_argument("--profile", choices=PROFILES,
                    help=f"cardinality profile (default {DEFAULT_PROFILE.value}; config key: profile); "

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from npuobs.alerting.slo_spec import SpecError
-from npuobs.cli.argtypes import duration_seconds
+from npuobs.cli.argtypes import duration_seconds, integer_between, number_between, seed, speed
 from npuobs.cli.errors import CliError
 from npuobs.config import Config
 from npuobs.durations import format_duration, parse_duration
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "of the rules generated from --slo")
     p.add_argument("--slo", type=Path,
                    help="SLO spec the rules are generated from (default: the packaged alerts/slo.yaml)")
-    p.add_argument("--speed", type=float, default=10.0,
+    p.add_argument("--speed", type=speed, default=10.0,
                    help="drills: virtual seconds per wall second of the fleet (default 10)")
     p.add_argument("--for-cap", default="30s",
                    help="drills: cap every alert's for: at this, so a drill does not wait 15 minutes (default 30s; "
@@ -57,17 +57,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="run a soak of this much virtual time (e.g. 24h) instead of drills")
     soak.add_argument("--noise", action="store_true",
                       help="add brief background blips that must not page (device offline 20s, 1 min of heat ...)")
-    soak.add_argument("--blips-per-hour", type=float, default=0.5, help="blip rate with --noise (default 0.5)")
-    soak.add_argument("--rate", type=float, help="mean requests/s per device (default 150)")
-    soak.add_argument("--tick", type=float, default=1.0,
+    soak.add_argument("--blips-per-hour", type=number_between(0, 3600), default=0.5,
+                      help="blip rate with --noise (default 0.5)")
+    soak.add_argument("--rate", type=number_between(0, 1e6), help="mean requests/s per device (default 150)")
+    soak.add_argument("--tick", type=number_between(0.01, 60), default=1.0,
                       help="simulator tick, virtual seconds; must divide --scrape-interval (default 1; 10 runs "
                            "~20%% faster, with load, heat and faults changing only once per tick)")
     soak.add_argument("--scrape-interval", type=duration_seconds, default=30.0,
                       help="virtual scrape interval (default 30s)")
     soak.add_argument("--eval-interval", type=duration_seconds, default=60.0,
                       help="rule evaluation interval (default 1m)")
-    soak.add_argument("--seed", type=int, default=0, help="simulator and blip seed (default 0)")
-    soak.add_argument("--workers", type=int, default=2, help="simulator processes, one node each (default 2)")
+    soak.add_argument("--seed", type=seed, default=0, help="simulator and blip seed (default 0)")
+    soak.add_argument("--workers", type=integer_between(1, 64), default=2,
+                      help="simulator processes, one node each (default 2)")
     p.set_defaults(func=run)
 
 

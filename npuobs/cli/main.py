@@ -2,8 +2,10 @@
 
 Each subcommand lives in its own module under ``npuobs.cli`` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a handler taking the parsed
-arguments and returning an exit code. Handlers raise ``CliError`` for bad input: ``main`` turns
-it into one clear ``npuobs: error: ...`` line and exit status 2, never a traceback.
+arguments and returning an exit code. Handlers raise ``CliError`` (or any other ``UsageError``:
+a config, SLO spec or state error) for bad input: ``main`` turns it into one clear
+``npuobs: error: ...`` line and exit status 2, never a traceback; argparse's own usage errors
+are one line too (``Parser``), and argument types reject out-of-bounds values (``argtypes``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from types import FrameType
+from typing import NoReturn
 
 from npuobs import __version__
-from npuobs.cli.errors import CliError
+from npuobs.errors import UsageError
 
 # name -> one-line help, in --help order. Only the invoked subcommand's module is imported: the
 # others pull in numpy, scikit-learn, grafanalib or OpenTelemetry, and `npuobs sim inject` should
@@ -39,8 +42,24 @@ SUBCOMMAND_HELP: dict[str, str] = {
 SUBCOMMANDS = tuple(SUBCOMMAND_HELP)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, and where to look), exit 2.
+
+    Subcommand parsers inherit the class (``add_subparsers`` uses the parent's type).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(message: str) -> str:
+    """A message on one line: YAML/JSON parser errors span several (with a caret line); keep the words."""
+    lines = [ln.strip() for ln in str(message).splitlines()]
+    return " ".join(ln for ln in lines if ln and set(ln) != {"^"})
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="npuobs",
         description="Observability and SRE toolkit for NPU fleets: simulator, exporter, alerts, dashboards.",
     )
@@ -92,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _sigterm_unwinds():
             return int(args.func(args) or 0)
-    except CliError as exc:
-        print(f"npuobs: error: {exc}", file=sys.stderr)
+    except UsageError as exc:
+        print(f"npuobs: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("npuobs: interrupted", file=sys.stderr)

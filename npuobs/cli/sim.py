@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from npuobs.cli.argtypes import integer_between, number_between, seed
+from npuobs.cli.argtypes import speed as speed_type
 from npuobs.cli.errors import CliError
 from npuobs.durations import parse_duration
 from npuobs.simulator.clock import VirtualClock
@@ -25,11 +27,14 @@ RESET_DOWNTIME = "10s"
 
 
 def _duration(text: str) -> float:
-    """argparse type: ``90``, ``90s``, ``10m``, ``24h`` → seconds."""
+    """argparse type: ``90``, ``90s``, ``10m``, ``24h`` → seconds, more than zero."""
     try:
-        return float(text) if text.replace(".", "", 1).isdigit() else float(parse_duration(text))
+        seconds = float(text) if text.replace(".", "", 1).isdigit() else float(parse_duration(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a duration like 90s, 10m or 24h: {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be longer than 0s, got {text!r}")
+    return seconds
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,16 +43,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     run = sub.add_parser("run", help="run a fleet, publishing driver-like state and printing a live table")
-    run.add_argument("--devices", type=int, help="one node with this many devices (default: the 2x4 demo fleet)")
+    run.add_argument("--devices", type=integer_between(1, 256),
+                     help="one node with this many devices (default: the 2x4 demo fleet)")
     run.add_argument("--fleet", type=Path, help="fleet YAML (nodes, device models, load); see simulator/")
-    run.add_argument("--seed", type=int, default=0, help="RNG seed: same seed, same run (default 0)")
+    run.add_argument("--seed", type=seed, default=0, help="RNG seed: same seed, same run (default 0)")
     run.add_argument("--state-dir", type=Path, default=Path(DEFAULT_STATE_DIR), help="where state is published")
     run.add_argument("--duration", type=_duration, help="stop after this much virtual time (e.g. 60s, 24h)")
     speed = run.add_mutually_exclusive_group()
-    speed.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall second (default 1)")
+    speed.add_argument("--speed", type=speed_type, default=1.0,
+                       help="virtual seconds per wall second (default 1; 0.01 to 1e6)")
     speed.add_argument("--fast", action="store_true", help="run as fast as the CPU allows (virtual time)")
     run.add_argument("--profile", choices=PROFILES, help="load profile (default: steady, or the fleet file's)")
-    run.add_argument("--rate", type=float, help="requests per second per device")
+    run.add_argument("--rate", type=number_between(0, 1e6), help="requests per second per device")
     run.add_argument("--quiet", action="store_true", help="no live table")
     run.add_argument("--control-listen", metavar="HOST:PORT",
                      help="serve the serving-plane control API (drain, reset, rollback, CPU path) here; needs "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from npuobs.alerting.slo_spec import SpecError
+from npuobs.cli.argtypes import http_url
 from npuobs.cli.errors import CliError
 from npuobs.config import Config
 from npuobs.durations import parse_duration
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r = sub.add_parser("report", help="attainment, error budget left, burn rates, top devices and failure modes",
                        description="Per SLO: attainment and error budget left over the period, the burn rate over "
                                    "every recorded window, and the devices and failure modes behind the bad events.")
-    r.add_argument("--prometheus", required=True, help="Prometheus base URL, e.g. http://127.0.0.1:9090")
+    r.add_argument("--prometheus", required=True, type=http_url, help="Prometheus base URL, e.g. http://127.0.0.1:9090")
     r.add_argument("--period", type=_period, help="period for attainment and budget (default: each SLO's own)")
     r.add_argument("--format", choices=("table", "markdown", "json"), default="table", help="output (default table)")
     r.add_argument("--at", type=_time, help="evaluate at this time (unix or RFC 3339; default now), e.g. the end "

@@ -31,6 +31,7 @@ import yaml
 
 from npuobs.devices import registry
 from npuobs.devices.base import BackendError
+from npuobs.errors import UsageError
 from npuobs.schema import DEFAULT_PROFILE, PROFILES
 
 DEFAULT_LISTEN = "127.0.0.1:9400"
@@ -62,7 +63,7 @@ LOG_FORMATS = ("json", "text")
 OTLP_PROTOCOLS = ("grpc", "http")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UsageError):
     """A config file or flag value is unusable; the message names the key and the file."""
 
 
@@ -131,10 +132,10 @@ class ExporterConfig:
     def validate(self, where: str = "config") -> ExporterConfig:
         """Check cross-field constraints; returns self so construction can chain."""
         parse_listen(self.listen, f"{where}: listen")
-        _positive(self.interval, f"{where}: interval")
+        _bounded(self.interval, f"{where}: interval", INTERVAL_BOUNDS)
         if self.sample_timeout is not None:
-            _positive(self.sample_timeout, f"{where}: sample_timeout")
-        _positive(self.podresources.timeout, f"{where}: podresources.timeout")
+            _bounded(self.sample_timeout, f"{where}: sample_timeout", TIMEOUT_BOUNDS)
+        _bounded(self.podresources.timeout, f"{where}: podresources.timeout", TIMEOUT_BOUNDS)
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"{where}: log_format must be one of {', '.join(LOG_FORMATS)}, "
                               f"got {self.log_format!r}")
@@ -143,8 +144,8 @@ class ExporterConfig:
         if self.otlp.protocol not in OTLP_PROTOCOLS:
             raise ConfigError(f"{where}: otlp.protocol must be one of {', '.join(OTLP_PROTOCOLS)}, "
                               f"got {self.otlp.protocol!r}")
-        _positive(self.otlp.interval, f"{where}: otlp.interval")
-        _positive(self.otlp.timeout, f"{where}: otlp.timeout")
+        _bounded(self.otlp.interval, f"{where}: otlp.interval", OTLP_INTERVAL_BOUNDS)
+        _bounded(self.otlp.timeout, f"{where}: otlp.timeout", TIMEOUT_BOUNDS)
         if not self.node:
             raise ConfigError(f"{where}: node must not be empty")
         return self
@@ -172,9 +173,18 @@ def parse_listen(value: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _positive(value: float, what: str) -> None:
-    if not value > 0:
-        raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
+# Bounds on every duration the exporter takes: below the lower one a sampler or pusher spins a
+# core logging errors (interval 1e-6); above the upper one timestamps overflow (interval 1e12 killed
+# the sampler thread) and nobody would wait that long for a sample anyway.
+INTERVAL_BOUNDS = (0.05, 3600.0)
+TIMEOUT_BOUNDS = (0.01, 600.0)
+OTLP_INTERVAL_BOUNDS = (0.1, 86400.0)
+
+
+def _bounded(value: float, what: str, bounds: tuple[float, float]) -> None:
+    lo, hi = bounds
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise ConfigError(f"{what} must be between {lo:g} and {hi:g} seconds, got {value!r}")
 
 
 # --- the file schema: key -> (python types accepted, converter) -------------------------------------
@@ -285,6 +295,8 @@ def load(path: Path | str) -> ExporterConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:

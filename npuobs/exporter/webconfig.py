@@ -169,6 +169,8 @@ def load(path: Path | str) -> WebConfig:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise ConfigError(f"cannot read web config {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"web config {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"web config {path} is not valid YAML: {exc}") from exc
     return from_dict(doc, str(path), base=path.parent)

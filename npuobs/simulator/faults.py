@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from npuobs.errors import UsageError
 from npuobs.schema import RESET_REASONS
 from npuobs.simulator.state import StateError, check_private_dir, ensure_private_dir, write_atomic
 
@@ -33,7 +34,7 @@ FAULTS: dict[str, str] = {
 }
 
 
-class FaultError(ValueError):
+class FaultError(ValueError, UsageError):
     """An unknown fault, a bad target or an unreadable control file (message says which)."""
 
 

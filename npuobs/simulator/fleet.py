@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import zlib
 from collections.abc import Callable
@@ -42,6 +43,9 @@ from npuobs.simulator.state import (
 )
 
 DEFAULT_MODEL = "digits-mlp"
+SEED_MAX = 2**32 - 1
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+TICK_BOUNDS = (0.01, 60.0)  # virtual seconds per tick: below, a day takes millions of ticks; above, no dynamics
 FIRST_VERSION = "v1"
 CALIBRATIONS = ("good", "bad")  # a rollout's ``calibration`` attribute; "bad": F3-style corrupted INT8 scales
 RESET_DOWNTIME_SECONDS = 10.0  # a driver restart through the control API: down this long, then a cold start
@@ -79,6 +83,8 @@ class FleetConfig:
             doc = yaml.safe_load(Path(path).read_text())
         except OSError as exc:
             raise ValueError(f"cannot read fleet file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"fleet file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except yaml.YAMLError as exc:
             raise ValueError(f"fleet file {path} is not valid YAML: {exc}") from exc
         return cls.from_dict(doc, str(path))
@@ -91,11 +97,18 @@ class FleetConfig:
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         nodes = []
-        for i, n in enumerate(doc.get("nodes") or []):
+        raw_nodes = doc.get("nodes") or []
+        if not isinstance(raw_nodes, list):
+            raise ValueError(f"{where}: 'nodes' must be a list of nodes")
+        for i, n in enumerate(raw_nodes):
             if not isinstance(n, dict) or not isinstance(n.get("name"), str) or not isinstance(n.get("devices"), list):
                 raise ValueError(f"{where}: nodes[{i}] needs 'name' (string) and 'devices' (list of models)")
+            if not NODE_NAME_RE.fullmatch(n["name"]):
+                # node names become directory names under the state directory: no '/', no '..'
+                raise ValueError(f"{where}: nodes[{i}].name: {n['name']!r} is not a node name (letters, digits, "
+                                 "'.', '_', '-'; at most 63, starting with a letter or digit)")
             for m in n["devices"]:
-                if m not in CATALOGUE:
+                if not isinstance(m, str) or m not in CATALOGUE:
                     raise ValueError(f"{where}: nodes[{i}].devices: unknown device model {m!r}; "
                                      f"choose from {', '.join(CATALOGUE)}")
             nodes.append(NodeConfig(n["name"], tuple(n["devices"])))
@@ -105,15 +118,34 @@ class FleetConfig:
         if not isinstance(load, dict) or set(load) - {"profile", "rate_per_device", "tenants"}:
             raise ValueError(f"{where}: 'load' takes profile ({'|'.join(PROFILES)}), rate_per_device, tenants")
         kwargs: dict[str, Any] = {"kind": load.get("profile", "steady")}
-        if "rate_per_device" in load:
-            kwargs["rate_per_device"] = float(load["rate_per_device"])
-        if "tenants" in load:
-            kwargs["tenant_weights"] = tuple((str(k), float(v)) for k, v in dict(load["tenants"]).items())
         try:
-            return cls(tuple(nodes), str(doc.get("model", DEFAULT_MODEL)), LoadProfile(**kwargs),
-                       int(doc.get("seed", 0)), float(doc.get("tick_seconds", 1.0)))
-        except (TypeError, ValueError) as exc:
+            if "rate_per_device" in load:
+                kwargs["rate_per_device"] = _number(load["rate_per_device"], "load.rate_per_device")
+            if "tenants" in load:
+                if not isinstance(load["tenants"], dict):
+                    raise ValueError("load.tenants must map tenant names to weights")
+                kwargs["tenant_weights"] = tuple((str(k), _number(v, f"load.tenants.{k}"))
+                                                 for k, v in load["tenants"].items())
+            seed = doc.get("seed", 0)
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError(f"seed must be an integer, got {seed!r}")
+            config = cls(tuple(nodes), str(doc.get("model", DEFAULT_MODEL)), LoadProfile(**kwargs),
+                         seed, _number(doc.get("tick_seconds", 1.0), "tick_seconds"))
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"{where}: {exc}") from None
+        if not 0 <= config.seed <= SEED_MAX:
+            raise ValueError(f"{where}: seed must be between 0 and {SEED_MAX}, got {config.seed}")
+        lo, hi = TICK_BOUNDS
+        if not lo <= config.tick_seconds <= hi:
+            raise ValueError(f"{where}: tick_seconds must be between {lo:g} and {hi:g}, got {config.tick_seconds!r}")
+        return config
+
+
+def _number(value: Any, key: str) -> float:
+    """A YAML number (not a string that looks like one, not a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    return float(value)
 
 
 def single_threaded_blas() -> None:

@@ -15,6 +15,9 @@ import numpy as np
 PROFILES = ("steady", "diurnal", "burst")
 
 
+MAX_RATE = 1e6  # requests per second per device: beyond any device, and Poisson sampling stays exact
+
+
 @dataclass(frozen=True)
 class LoadProfile:
     kind: str = "steady"
@@ -26,8 +29,12 @@ class LoadProfile:
     def __post_init__(self) -> None:
         if self.kind not in PROFILES:
             raise ValueError(f"unknown load profile {self.kind!r}; choose one of: {', '.join(PROFILES)}")
-        if self.rate_per_device < 0:
-            raise ValueError("rate per device must be >= 0")
+        if not 0 <= self.rate_per_device <= MAX_RATE:  # also refuses NaN and inf
+            raise ValueError(f"rate_per_device must be between 0 and {MAX_RATE:g} requests/s, "
+                             f"got {self.rate_per_device!r}")
+        for tenant, weight in self.tenant_weights:
+            if not 0 <= weight <= MAX_RATE:
+                raise ValueError(f"tenant weight of {tenant!r} must be a finite number >= 0, got {weight!r}")
 
     @property
     def tenants(self) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from typing import Any
 
 import psutil
 
+from npuobs.errors import UsageError
 from npuobs.statedoc import DeviceState, DocumentError, Publisher
 
 PREVIOUS_SUFFIX = ".prev"
@@ -39,7 +40,7 @@ STALE_MIN_SECONDS = 10.0
 """...but never sooner than this: a loaded machine delays a tick by seconds, not tens of seconds."""
 
 
-class StateError(Exception):
+class StateError(UsageError):
     """The state directory or one of its files is unusable; the message names the path."""
 
 
@@ -84,7 +85,7 @@ def ensure_private_dir(path: Path) -> Path:
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise StateError(f"cannot create state directory {path}: {exc.strerror}") from None
+        raise StateError(f"state directory {path} is not writable: cannot create it ({exc.strerror})") from None
     check_private_dir(path)
     try:
         fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.")

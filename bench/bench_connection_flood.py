@@ -200,7 +200,7 @@ def main() -> int:
             flood.stop()
         finally:
             proc.terminate()
-            proc.wait(20)
+            proc.wait(60)
             log.close()
         emfile = (Path(tmp) / "exporter.log").read_text().count("Too many open files")
     kind = "half-request (slowloris)" if args.partial else "idle"

@@ -17,9 +17,11 @@ out, and the sampler's vendor tools cannot open their pipes. Here instead:
   so a flood of idle connections cannot lock out a scraper: the scraper's fresh connection wins.
   ``TCP_DEFER_ACCEPT`` (Linux; as nginx's ``deferred``) keeps a connection in the kernel until its
   client sends something (a request, a TLS ClientHello) or ``header_timeout`` passes, so a flood
-  of idle connections costs no descriptor of ours at all. While full, a new connection that still
-  has sent nothing when accepted is shed at once (an ``accept()`` and a ``close()``), so even an
-  attacker that reconnects as fast as it can churns cheaply while scrapers get through.
+  of idle connections costs no descriptor of ours at all. While full, a new connection that has
+  not sent a whole request head (TLS: a whole ClientHello record) by the time it is accepted is
+  shed at once (an ``accept()``, a peek and a ``close()``; a scraper's request is complete by
+  then), so even an attacker that reconnects as fast as it can churns cheaply while scrapers get
+  through, and only connections that sent a whole request evict the longest-idle one.
   The listen backlog is large (the kernel's ``somaxconn``, 4096): a flood waits in the kernel's
   accept queue, costing no descriptor of ours, instead of filling a short queue and making the
   kernel drop the scraper's SYN (a 1 s, then 3 s retransmit).
@@ -278,8 +280,8 @@ class BoundedHTTPServer:
             except OSError:
                 pass
             if full:
-                if not _has_sent(sock):
-                    sock.close()  # idle while we are full: shed at once, before it costs a slot
+                if not _has_sent_a_request(sock, self._ssl is not None, self.limits.max_head_bytes):
+                    sock.close()  # idle or slow while we are full: shed at once, before it costs a slot
                     self.shed += 1
                     continue
                 self._evict_one()
@@ -434,12 +436,19 @@ def _ack_now(writer: asyncio.StreamWriter) -> None:
             pass
 
 
-def _has_sent(sock: socket.socket) -> bool:
-    """Whether the client has already sent bytes (a request, a TLS ClientHello) we could read now."""
+def _has_sent_a_request(sock: socket.socket, tls: bool, max_bytes: int) -> bool:
+    """Whether the client has already sent a whole request head (a whole TLS record) we could read now.
+
+    A scraper's request is complete by the time its connection leaves the accept queue; a flood's
+    connection has sent nothing, or half a head.
+    """
     try:
-        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        data = sock.recv(max_bytes, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except OSError:  # nothing yet (EAGAIN) or already reset
         return False
+    if tls:
+        return len(data) >= 5 and data[0] == 0x16 and len(data) >= 5 + int.from_bytes(data[3:5], "big")
+    return b"\r\n\r\n" in data
 
 
 def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:

@@ -76,7 +76,9 @@ def test_bad_thresholds_are_one_line_errors(tmp_path: Path, thresholds: object, 
     with pytest.raises(SpecError, match=message.replace("(", r"\(")):
         Config.load(path)
     for argv in (["alerts", "generate", "--slo", str(path), "--out", str(tmp_path / "out")],
-                 ["dashboards", "generate", "--slo", str(path), "--out", str(tmp_path / "boards")]):
+                 ["dashboards", "generate", "--slo", str(path), "--out", str(tmp_path / "boards")],
+                 ["demo", "--slo", str(path)], ["gameday", "--scenario", "F1", "--slo", str(path)],
+                 ["slo", "report", "--prometheus", "http://127.0.0.1:9", "--slo", str(path)]):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

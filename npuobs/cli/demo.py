@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from npuobs.alerting.slo_spec import SpecError
 from npuobs.cli.errors import CliError
 from npuobs.cli.sim import DEFAULT_STATE_DIR, _duration
+from npuobs.config import Config
 from npuobs.dashboards.live import LiveDashboardServer, LivePages, LiveSettings
 from npuobs.simulator.fleet import FleetConfig
 from npuobs.simulator.state import StateError, default_state_dir, ensure_private_dir
@@ -43,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="simulator state directory, where `npuobs sim inject --state-dir` finds the fleet (default: "
                         f"a new directory under {Path(DEFAULT_STATE_DIR).parent} for each demo, removed at the end)")
     p.add_argument("--workdir", type=Path, help="keep Prometheus/Alertmanager data and logs here (default: temporary)")
+    p.add_argument("--slo", type=Path, help="SLO spec (with its thresholds:) the rules and dashboards come from "
+                                            "(default: the packaged alerts/slo.yaml)")
     p.add_argument("--alert-for-cap", default="30s",
                    help="cap alert `for:` durations so faults page within a minute (default 30s; 'none' keeps the "
                         "generated values)")
@@ -54,10 +58,15 @@ def run(args: argparse.Namespace) -> int:
         fleet = FleetConfig.from_yaml(args.fleet) if args.fleet else FleetConfig.default()
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    try:
+        config = Config.load(args.slo)
+    except SpecError as exc:
+        raise CliError(str(exc)) from None
     cap = None if args.alert_for_cap == "none" else args.alert_for_cap
     fresh_state = args.state_dir is None
     state_dir = args.state_dir or fresh_state_dir()
-    stack = EmbeddedStack(fleet_config=fleet, timing=Timing(for_cap=cap), workdir=args.workdir, state_dir=state_dir)
+    stack = EmbeddedStack(fleet_config=fleet, timing=Timing(for_cap=cap), workdir=args.workdir, state_dir=state_dir,
+                          config=config)
     stop = _install_signal_handlers()
     print("npuobs demo: starting simulated fleet, exporters, Prometheus, Alertmanager ...", flush=True)
     live: LiveDashboardServer | None = None

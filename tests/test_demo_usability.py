@@ -18,7 +18,7 @@ from npuobs.config import Config
 from npuobs.dashboards.generate import dashboards
 from npuobs.dashboards.live import LiveDashboardServer, LivePages
 from npuobs.promapi import PrometheusAPI
-from npuobs.simulator.fleet import Fleet, FleetConfig
+from npuobs.simulator.fleet import Fleet, FleetConfig, NodeConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,7 @@ def test_exporter_picks_the_only_simulated_node(tmp_path: Path, monkeypatch: pyt
     named = _exporter_config("--backend", "sim", "--state-dir", str(one), "--node", "other")
     assert sim_node(named, explicit=True).node == "other"
     two = tmp_path / "two"
-    Fleet(FleetConfig.default(), two).run(1)
+    Fleet(FleetConfig((NodeConfig("node-a", ("RNGD",)), NodeConfig("node-b", ("ATOM",)))), two).run(1)
     with pytest.raises(CliError, match=r"2 nodes \(node-a, node-b\): pick one with --node"):
         sim_node(_exporter_config("--backend", "sim", "--state-dir", str(two)), explicit=False)
     # no fleet there yet: unchanged (the backend reports it on every scrape until one starts)

@@ -184,6 +184,7 @@ def _helm() -> Any:
     return helm_python
 
 
+@pytest.mark.integration  # Helm v4's real template engine (helm-python-sdk's native library)
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_real_helm_renders_the_same_objects(variant: str) -> None:
     """The subset interpreter and Helm v4's template engine agree, object for object."""

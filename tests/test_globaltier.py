@@ -10,6 +10,8 @@ stay quiet.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,3 +93,26 @@ def test_executive_and_oncall_queries_run_at_the_global_tier(stack: GlobalStack)
             answered += 1
             with_data += bool(result)
     assert answered >= 30 and with_data >= answered // 2, (answered, with_data)
+
+
+def test_npuobs_scale_runs_and_writes_the_report(binaries: None, tmp_path: Path) -> None:
+    """The CLI end to end on a tiny fleet (the 1,000-node run is in docs/scale.md)."""
+    report = tmp_path / "scale.json"
+    proc = subprocess.run(  # noqa: S603 - argv list
+        [sys.executable, "-m", "npuobs.cli.main", "scale", "--nodes", "6", "--clusters", "2",
+         "--devices-per-node", "1", "--duration", "20s", "--interval", "5s", "--fault-node", "5",
+         "--report", str(report)], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "npuobs scale: [" in proc.stderr  # progress on stderr
+    r = json.loads(report.read_text())
+    for key in ("nodes", "devices", "profile", "active_series", "series_per_device", "samples_per_second",
+                "dropped_samples", "scrape_p99_seconds", "query_p99_seconds", "rule_eval_max_seconds",
+                "engine_rss_bytes", "fault_paged"):
+        assert key in r, key
+    assert (r["nodes"], r["devices"], r["profile"], r["targets_up"]) == (6, 6, "standard", 6)
+    assert r["active_series"] > 6 * 30 and r["samples_per_second"] > 0 and r["dropped_samples"] == 0
+    assert isinstance(r["fault_paged"], bool) and r["engine_rss_bytes"] > 0
+    assert not r["query_errors"]
+    markdown = tmp_path / "scale.md"
+    assert subprocess.run([sys.executable, "-m", "npuobs.cli.main", "scale", "--nodes", "0",  # noqa: S603
+                           "--report", str(markdown)], capture_output=True, timeout=60).returncode == 2

@@ -37,6 +37,7 @@ SUBCOMMAND_HELP: dict[str, str] = {
     "gameday": "run failure drills on the embedded stack and grade detection and routing",
     "slo": "SLO attainment, error budget and burn-rate reports from Prometheus",
     "devices": "list devices and their readings through a backend",
+    "scale": "run the global tier (VictoriaMetrics, vmagent, vmalert) at fleet size and measure it",
     "remediate": "act on alerts (drain, reset, rollback, CPU path) with guardrails: an Alertmanager webhook",
 }
 SUBCOMMANDS = tuple(SUBCOMMAND_HELP)

@@ -176,10 +176,10 @@ class VmAlert(_Managed):
 
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts vmalert holds (pending and firing), from its Prometheus-compatible API."""
-        return list(PrometheusAPI(self.url).get("/api/v1/alerts")["alerts"])
+        return list(PrometheusAPI(self.url).get("/api/v1/alerts").get("alerts") or [])
 
     def groups(self) -> list[dict[str, Any]]:
-        return list(PrometheusAPI(self.url).get("/api/v1/rules")["groups"])
+        return list(PrometheusAPI(self.url).get("/api/v1/rules").get("groups") or [])
 
 
 def vmalert_dry_run(rule_files: Sequence[Path | str], binary: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -303,8 +303,20 @@ DISTINCT_VERSIONS = DerivedSeries(
     ("F6",), "Distinct driver/firmware/runtime versions per vendor and hardware model (> 1: version skew).",
     variant_label="component", variants=("driver", "firmware", "runtime"))
 
+# per request, not per second: a reset's burst of ~10 failed queued requests is noise at any load
+DEVICE_ERRORS_PER_REQUEST = DerivedSeries(
+    "npuobs:npu_device_errors_per_request:ratio_rate5m", DEVICE_LABELS,
+    'sum by ($by) (rate(npu_errors_total{kind!="ecc_corrected"}[5m]))\n/ on (node, device) group_left ()\n'
+    "(\n  sum by (node, device) (rate(npu_inference_requests_total[5m])) > 0\n)",
+    ("F1", "F8"), "Device errors (corrected ECC excluded) per inference request over 5 minutes (0-1).")
+GOLDEN_MISMATCH_RATIO = DerivedSeries(
+    "npuobs:npu_golden_mismatches_per_check:ratio_rate5m", ("node", "device", "model"),
+    "sum by ($by) (increase(npu_golden_mismatches_total[5m]))\n/\n"
+    "(\n  sum by ($by) (increase(npu_golden_checks_total[5m])) > 0\n)",
+    ("F8", "F3", "accuracy"), "Golden-output canary mismatches per check over 5 minutes (0-1).")
+
 DERIVED: tuple[DerivedSeries, ...] = (CPU_FALLBACK_RATIO, LATENCY_P99, TENANT_P99_SPREAD, DEVICE_ERROR_RATE,
-                                      DISTINCT_VERSIONS)
+                                      DISTINCT_VERSIONS, DEVICE_ERRORS_PER_REQUEST, GOLDEN_MISMATCH_RATIO)
 DERIVED_BY_NAME: dict[str, DerivedSeries] = {d.name: d for d in DERIVED}
 
 

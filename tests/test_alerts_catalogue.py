@@ -29,7 +29,7 @@ PROMQL_WORDS = frozenset("""
 """.split())
 # Series Prometheus itself creates for every target.
 PROMETHEUS_SERIES = frozenset({"up"})
-FAILURE_MODES = {*schema.FAILURE_MODES, cv.FAILURE_MODE_SLO, cv.FAILURE_MODE_SELF}
+FAILURE_MODES = {*schema.FAILURE_MODES, cv.FAILURE_MODE_SLO, cv.FAILURE_MODE_SELF, cv.FAILURE_MODE_CAPACITY}
 
 
 def _rules() -> list[dict[str, Any]]:

@@ -57,7 +57,9 @@ def npu_scrape_target() -> Iterator[ScrapeTarget]:
 
 
 def _test_rules(tmp_path: Path) -> Path:
-    """The committed device alerts, with NpuDeviceDown's ``for`` shortened from 2m to 2s."""
+    """The committed device alerts, with NpuDeviceDown's ``for`` shortened from 2m to 2s. No SLO traffic
+    here: the device is down with no SLO burning, so it is the ticket (the composite page needs the SLO
+    rules; alerts/tests/incident-alerts.test.yaml and tests/test_alerts_inhibition.py cover it)."""
     doc = yaml.safe_load((REPO / "alerts/generated" / cv.DEVICE_ALERTS_FILE).read_text())
     rules = [r for g in doc["groups"] for r in g["rules"] if r["alert"] == "NpuDeviceDown"]
     assert rules, "generated device alerts lack NpuDeviceDown"
@@ -68,7 +70,7 @@ def _test_rules(tmp_path: Path) -> Path:
     return path
 
 
-def test_device_down_pages_pagerduty_and_resolves(npu_scrape_target: ScrapeTarget, prometheus_bin: str,
+def test_device_down_tickets_pagerduty_and_resolves(npu_scrape_target: ScrapeTarget, prometheus_bin: str,
                                                   alertmanager_bin: str, tmp_path: Path) -> None:
     with PagerDutySink(log_path=tmp_path / "pages.jsonl") as sink:
         am_config = alertmanager_config(AlertmanagerOptions(
@@ -84,23 +86,23 @@ def test_device_down_pages_pagerduty_and_resolves(npu_scrape_target: ScrapeTarge
                 prom.wait_for('npu_device_up{job="npuobs"} == 0', timeout=20)
 
                 page = sink.wait_for(lambda e: e["event_action"] == "trigger", timeout=20)
-                _assert_page(page)
+                _assert_ticket(page)
 
                 npu_scrape_target.set_device_up(True)
                 resolve = sink.wait_for(lambda e: e["event_action"] == "resolve", timeout=20)
                 assert resolve["dedup_key"] == page["dedup_key"]
-                assert resolve["routing_key"] == PAGE_KEY
+                assert resolve["routing_key"] == TICKET_KEY
         assert sink.rejected() == []
-        assert sink.events(TICKET_KEY) == []
+        assert sink.events(PAGE_KEY) == []
     assert len((tmp_path / "pages.jsonl").read_text().splitlines()) == len(sink.events())
 
 
-def _assert_page(event: dict[str, Any]) -> None:
-    assert event["routing_key"] == PAGE_KEY
+def _assert_ticket(event: dict[str, Any]) -> None:
+    assert event["routing_key"] == TICKET_KEY
     assert event["dedup_key"]
     payload = event["payload"]
-    assert payload["severity"] == "critical"
-    assert payload["summary"] == "NPU 0 on n1 is down"
+    assert payload["severity"] == "warning"
+    assert payload["summary"] == "NPU 0 on n1 is down (no SLO impact)"
     assert payload["source"] == "n1"
     assert payload["class"] == "F1"
     assert payload["component"] == "furiosa"

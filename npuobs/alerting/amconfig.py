@@ -1,6 +1,13 @@
 """The Alertmanager config: severity routes to two PagerDuty Events v2 receivers, grouping and
 inhibition that keep one incident one page.
 
+The incident model: an Alertmanager group is one PagerDuty incident (its group key is the event's
+``dedup_key``), and the group is ``conventions.INCIDENT_LABELS``: cluster, service, failure mode, node,
+vendor and (served) model. So the symptoms of one cause that fire as different alerts (a thermal
+prediction and the throttling; two devices of one vendor down on one node; the availability and the
+latency SLO of one model) update one incident, while a second cause (another failure mode, node or
+model) opens its own. Inhibition then drops what an already-firing cause explains (rules below).
+
 Routing keys are secrets, so the committed config reads them from files
 (``routing_key_file``, mounted from a Secret). ``npuobs alerts generate`` embeds a key instead
 when ``NPUOBS_PAGERDUTY_ROUTING_KEY_PAGE`` / ``..._TICKET`` are set at generate time (for
@@ -17,7 +24,8 @@ from npuobs.alerting import conventions as cv
 DEFAULT_KEY_DIR = "/etc/alertmanager/secrets"
 ENV_ROUTING_KEY = {cv.SEVERITY_PAGE: "NPUOBS_PAGERDUTY_ROUTING_KEY_PAGE",
                    cv.SEVERITY_TICKET: "NPUOBS_PAGERDUTY_ROUTING_KEY_TICKET"}
-DEVICE_DOWN_ALERTS = ("NpuDeviceDown", "NpuDeviceAbsent")
+DEVICE_DOWN_ALERTS = (cv.ALERT_DEVICE_DOWN, cv.ALERT_DEVICE_ABSENT)
+SLO_BURNS = "|".join(cv.SLO_BURN_ALERTS.values())
 
 # One PagerDuty incident per Alertmanager group: summary of the single alert, or a count.
 DESCRIPTION = (
@@ -26,7 +34,8 @@ DESCRIPTION = (
     '{{ if .CommonLabels.node }} on {{ .CommonLabels.node }}{{ end }}{{ end }}'
 )
 SOURCE = ('{{ if .CommonLabels.node }}{{ .CommonLabels.node }}'
-          '{{ else if .CommonLabels.slo }}slo/{{ .CommonLabels.slo }}{{ else }}npuobs{{ end }}')
+          '{{ else if .CommonLabels.slo }}slo/{{ .CommonLabels.slo }}'
+          '{{ else if .CommonLabels.model }}model/{{ .CommonLabels.model }}{{ else }}npuobs{{ end }}')
 
 
 @dataclass(frozen=True)
@@ -81,18 +90,52 @@ def _pagerduty(severity: str, key: RoutingKey, url: str | None) -> dict[str, Any
     return config
 
 
-def alertmanager_config(options: AlertmanagerOptions = AlertmanagerOptions()) -> dict[str, Any]:
+def inhibit_rules() -> list[dict[str, Any]]:
+    """Suppress the symptoms of a cause that is already firing. Every source that names a device or a
+    node must have it (``=~".+"``): Alertmanager treats a label missing on both sides as equal, so a
+    node-less source would otherwise silence every node-less alert (the SLO pages)."""
     down = "|".join(DEVICE_DOWN_ALERTS)
+    return [
+        # A down/vanished device explains every other alert about that device, except its resets: a reset
+        # storm is the cause when it takes the device down (the storm rule below), and two rules that
+        # inhibit each other would silence both.
+        {"source_matchers": [f'alertname=~"{down}"', 'device=~".+"'],
+         "target_matchers": ['alertname=~"Npu.+"', f'alertname!~"{down}|NpuDeviceResets"'],
+         "equal": ["cluster", "node", "device"]},
+        # The composite device-down page names the SLO: that SLO's burn (its ticket) is the same incident.
+        {"source_matchers": [f'alertname="{cv.ALERT_DEVICE_DOWN}"', f'severity="{cv.SEVERITY_PAGE}"',
+                             'slo=~".+"'],
+         "target_matchers": [f'alertname=~"{SLO_BURNS}"'],
+         "equal": ["slo"]},
+        # A lost node (its exporter silent) explains the per-device alerts on it.
+        {"source_matchers": [f'alertname="{cv.ALERT_EXPORTER_DOWN}"', 'node=~".+"'],
+         "target_matchers": ['alertname=~"Npu.+"', f'alertname!="{cv.ALERT_EXPORTER_DOWN}"', 'device=~".+"'],
+         "equal": ["cluster", "node"]},
+        # The page already covers the same problem: drop its ticket twin (SLO burn page -> its ticket,
+        # reset storm -> the reset ticket).
+        {"source_matchers": [f'severity="{cv.SEVERITY_PAGE}"'],
+         "target_matchers": [f'severity="{cv.SEVERITY_TICKET}"'],
+         "equal": ["alertname", "cluster", "node", "device", "slo"]},
+        # A reset storm takes the device offline and fails its queue: that is the storm's incident.
+        {"source_matchers": ['alertname="NpuDeviceResets"', f'severity="{cv.SEVERITY_PAGE}"'],
+         "target_matchers": [f'alertname=~"{cv.ALERT_DEVICE_DOWN}|NpuDeviceErrorRateHigh"'],
+         "equal": ["cluster", "node", "device"]},
+        # Throttling already happens: "near the limit" adds nothing (its for: is the longer one, so the
+        # throttling ticket fires first whenever the die goes on to throttle).
+        {"source_matchers": ['alertname="NpuThermalThrottling"'],
+         "target_matchers": ['alertname="NpuTemperatureNearLimit"'],
+         "equal": ["cluster", "node", "device"]},
+    ]
+
+
+def alertmanager_config(options: AlertmanagerOptions = AlertmanagerOptions()) -> dict[str, Any]:
     url = options.pagerduty_url
     return {
         "route": {
             # Unmatched severities still reach a human (as a ticket) instead of being dropped.
             "receiver": cv.RECEIVER_TICKET,
-            # vendor/node: one incident per node and vendor; slo: SLO alerts carry neither. cluster (the
-            # external label of a multi-cluster setup, absent on one Prometheus): node-1 of two clusters
-            # are two incidents; identical alerts from several rule engines (an HA pair, a cluster
-            # Prometheus and the global vmalert) carry identical labels and Alertmanager dedups them.
-            "group_by": ["cluster", "alertname", "vendor", "node", "slo"],
+            # one group = one incident (module docstring)
+            "group_by": list(cv.INCIDENT_LABELS),
             "group_wait": options.group_wait,
             "group_interval": options.group_interval,
             "repeat_interval": options.ticket_repeat_interval,
@@ -102,20 +145,7 @@ def alertmanager_config(options: AlertmanagerOptions = AlertmanagerOptions()) ->
                 {"matchers": [f'severity="{cv.SEVERITY_TICKET}"'], "receiver": cv.RECEIVER_TICKET},
             ],
         },
-        "inhibit_rules": [
-            # A down/vanished device explains every other alert about that device.
-            {"source_matchers": [f'alertname=~"{down}"'],
-             "target_matchers": ['alertname=~"Npu.+"', f'alertname!~"{down}"'],
-             "equal": ["cluster", "node", "device"]},
-            # The page already covers the same problem: drop its ticket twin.
-            {"source_matchers": [f'severity="{cv.SEVERITY_PAGE}"'],
-             "target_matchers": [f'severity="{cv.SEVERITY_TICKET}"'],
-             "equal": ["cluster", "alertname", "node", "device", "slo"]},
-            # Throttling already happens: "near the limit" adds nothing.
-            {"source_matchers": ['alertname="NpuThermalThrottling"'],
-             "target_matchers": ['alertname="NpuTemperatureNearLimit"'],
-             "equal": ["cluster", "node", "device"]},
-        ],
+        "inhibit_rules": inhibit_rules(),
         "receivers": [
             {"name": cv.RECEIVER_PAGE,
              "pagerduty_configs": [_pagerduty(cv.SEVERITY_PAGE, options.page_key, url)]},

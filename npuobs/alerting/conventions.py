@@ -25,11 +25,25 @@ LATENCY_P99 = schema.LATENCY_P99.name
 TENANT_P99_SPREAD = schema.TENANT_P99_SPREAD.name
 DEVICE_ERROR_RATE = schema.DEVICE_ERROR_RATE.name
 DISTINCT_VERSIONS = schema.DISTINCT_VERSIONS.name
+DEVICE_ERRORS_PER_REQUEST = schema.DEVICE_ERRORS_PER_REQUEST.name
+GOLDEN_MISMATCH_RATIO = schema.GOLDEN_MISMATCH_RATIO.name
+
+# --- capacity (labels: cluster when the targets carry one, model = the served model)
+SERVING_DEVICES_EXPECTED = "npuobs:serving_devices_expected:count"  # devices that served the model lately
+SERVING_DEVICES_AVAILABLE = "npuobs:serving_devices_available:count"  # ... of them up, healthy, scraped
+SERVING_CAPACITY = "npuobs:serving_capacity:ratio"  # available / expected
+SERVING_BUSY = "npuobs:serving_busy_devices:sum"  # sum of utilization of the available devices
+SERVING_DEMAND = "npuobs:serving_demand_busy_devices:max"  # busy devices, max over the demand lookback
+SERVING_PROJECTED_UTILIZATION = "npuobs:serving_projected_utilization:ratio"  # demand / available devices
+
+# --- cold start: share of a window this Prometheus holds data for (labels: window)
+DATA_COVERAGE = "npuobs:data_coverage:ratio"
 
 # --- rule groups
 GROUP_SLI = "npuobs-slo-sli"
 GROUP_SLO_BUDGET = "npuobs-slo-budget"
 GROUP_DEVICE_RECORDINGS = "npuobs-device-recordings"
+GROUP_CAPACITY_RECORDINGS = "npuobs-capacity-recordings"
 GROUP_SLO_ALERTS = "npuobs-slo-alerts"
 GROUP_DEVICE_ALERTS = "npuobs-device-alerts"
 GROUP_FLEET_ALERTS = "npuobs-fleet-alerts"
@@ -40,6 +54,7 @@ SEVERITY_PAGE = "page"
 SEVERITY_TICKET = "ticket"
 FAILURE_MODE_SLO = "SLO"
 FAILURE_MODE_SELF = "SELF"
+FAILURE_MODE_CAPACITY = "CAPACITY"
 
 # --- SLO alert names, one per SLI category (page and ticket share the name, told apart by severity)
 SLO_BURN_ALERTS = {
@@ -49,6 +64,14 @@ SLO_BURN_ALERTS = {
 }
 ALERT_BUDGET_EXHAUSTED = "NpuErrorBudgetExhausted"
 ALERT_SLI_ABSENT = "NpuSloMetricAbsent"
+# --- composite and capacity alerts
+ALERT_DEVICE_DOWN = "NpuDeviceDown"  # page: down and its SLO burning; ticket: down, SLO healthy
+ALERT_DEVICE_ABSENT = "NpuDeviceAbsent"
+ALERT_CAPACITY_LOW = "NpuServingCapacityLow"
+ALERT_EXPORTER_DOWN = "NpuExporterDown"
+
+# --- the incident: the labels Alertmanager groups by (one group = one PagerDuty incident per receiver)
+INCIDENT_LABELS = ("cluster", "service", "failure_mode", "node", "vendor", "model")
 
 # --- output files of ``npuobs alerts generate``
 RECORDING_RULES_FILE = "recording-rules.yaml"

@@ -14,6 +14,7 @@ import re
 
 from npuobs import schema
 from npuobs.alerting import conventions as cv
+from npuobs.alerting.composite import device_down_ticket
 from npuobs.alerting.rules import Alert, Group, Record
 from npuobs.alerting.slo_spec import VERSION_COMPONENTS, FleetPolicy
 from npuobs.thresholds import Thresholds
@@ -41,15 +42,28 @@ def device_recording_group(t: Thresholds) -> Group:
     return Group(cv.GROUP_DEVICE_RECORDINGS, tuple(records))
 
 
-def device_alert_group(t: Thresholds, fleet: FleetPolicy) -> Group:
+def with_vendor(expr: str) -> str:
+    """``expr`` (by node, device, ...) with the device's ``vendor`` label from ``npu_device_info``: runtime
+    series name the served model, not the vendor, and the vendor is part of the incident (PagerDuty's
+    component, Alertmanager's grouping)."""
+    return (f"(\n{expr}\n)\n* on (node, device) group_left (vendor)\n"
+            f"max by (node, device, vendor) ({m('npu_device_info')})")
+
+
+def recently_down(job: str, window: str = "5m") -> str:
+    """Devices down at any time within ``window``: their errors (queued requests failing, the error rate
+    that lingers in a 5-minute window after recovery) belong to the outage, not to a new incident."""
+    return f'(min_over_time({m("npu_device_up")}{{job="{job}"}}[{window}]) == 0)'
+
+
+def device_alert_group(t: Thresholds, fleet: FleetPolicy, device_down: list[Alert] | None = None) -> Group:
+    """The per-device catalogue; ``device_down`` are the (composite) ``NpuDeviceDown`` alerts, built with
+    the SLOs they join (``composite.device_down_alerts``); None: the ticket alone (a tier without SLOs)."""
     up_dev = m("npu_device_up")
     job = fleet.exporter_job
     alerts = [
         # --- F1 device offline
-        Alert("NpuDeviceDown", f"{up_dev} == 0", PAGE, "F1",
-              f"{ON_DEVICE} is down",
-              f"{ON_DEVICE_VENDOR} has not answered its backend for 2 minutes; inferences routed to it fail.",
-              "2m"),
+        *(device_down if device_down is not None else [device_down_ticket(job)]),
         Alert("NpuDeviceAbsent",
               # reported in the last hour, gone now, while its exporter is still scraped fine
               f'max_over_time({up_dev}{{job="{job}"}}[1h])\n'
@@ -67,24 +81,28 @@ def device_alert_group(t: Thresholds, fleet: FleetPolicy) -> Group:
               f"{ON_DEVICE_VENDOR} has run below its maximum clock for thermal reasons for more than "
               f"{t.throttle_for}; tail latency rises while it lasts.",
               t.throttle_for),
+        # a prediction: once the die throttles (or did within the wait) the throttling ticket owns the incident
         Alert("NpuTemperatureNearLimit",
               f"{m('npu_temperature_celsius')}\n>= on ({DEV})\n"
-              f"{m('npu_temperature_throttle_threshold_celsius')} - {t.temperature_margin_celsius:g}",
+              f"{m('npu_temperature_throttle_threshold_celsius')} - {t.temperature_margin_celsius:g}\n"
+              f"unless on (node, device)\n"
+              f"max_over_time({m('npu_throttle_reason_active')}{{reason=\"thermal\"}}"
+              f"[{t.temperature_near_limit_for}]) == 1",
               TICKET, "F2",
               f"{ON_DEVICE} is within {t.temperature_margin_celsius:g} °C of throttling",
               f"{ON_DEVICE_VENDOR} is at {{{{ $value }}}} °C, within {t.temperature_margin_celsius:g} °C "
-              "of its throttle threshold, for 5 minutes.",
-              "5m"),
+              f"of its throttle threshold, for {t.temperature_near_limit_for} without throttling.",
+              t.temperature_near_limit_for),
         # --- F3 quantization accuracy loss
         Alert("NpuAccuracyDeltaHigh",
-              f"max by (node, device, model) ({m('npu_accuracy_delta_ratio')})"
-              f" > {t.accuracy_delta_max_ratio:g}",
+              with_vendor(f"max by (node, device, model) ({m('npu_accuracy_delta_ratio')})"
+                          f" > {t.accuracy_delta_max_ratio:g}"),
               TICKET, "F3",
               "{{ $labels.model }} on NPU {{ $labels.device }} of {{ $labels.node }} lost accuracy",
               "The on-device accuracy of {{ $labels.model }} on NPU {{ $labels.device }} of "
               f"{{{{ $labels.node }}}} is more than {t.accuracy_delta_max_ratio:.0%} below the FP32 "
-              "reference for 15 minutes.",
-              "15m"),
+              f"reference for {t.accuracy_delta_for}.",
+              t.accuracy_delta_for),
         # --- F4 memory OOM
         Alert("NpuOutOfMemory", f"sum by ({DEV}) (increase({m('npu_oom_events_total')}[10m])) > 0",
               TICKET, "F4",
@@ -95,45 +113,62 @@ def device_alert_group(t: Thresholds, fleet: FleetPolicy) -> Group:
         Alert("NpuCpuFallbackHigh", f"{cv.CPU_FALLBACK_RATIO} > {t.cpu_fallback_max_ratio:g}", TICKET, "F5",
               f"{ON_DEVICE} runs too many ops on the host CPU",
               f"More than {t.cpu_fallback_max_ratio:.0%} of the graph ops on {ON_DEVICE_VENDOR} ran on the "
-              "host (CPU fallback) for 15 minutes.",
-              "15m"),
+              f"host (CPU fallback) for {t.cpu_fallback_for}.",
+              t.cpu_fallback_for),
         # --- F7 noisy neighbour
         # a spread only matters once the slowest tenant is slow in absolute terms: 2x of 5 ms is noise
         Alert("NpuNoisyNeighbour",
-              f"{cv.TENANT_P99_SPREAD} > {t.tenant_latency_spread_max:g}\n"
-              f"and on (node, device, model)\n"
-              f"max by (node, device, model) ({cv.LATENCY_P99}{{tenant!=\"{t.canary_tenant}\"}}) "
-              f"> {t.tenant_latency_p99_floor_seconds:g}",
+              with_vendor(f"{cv.TENANT_P99_SPREAD} > {t.tenant_latency_spread_max:g}\n"
+                          f"and on (node, device, model)\n"
+                          f"max by (node, device, model) ({cv.LATENCY_P99}{{tenant!=\"{t.canary_tenant}\"}}) "
+                          f"> {t.tenant_latency_p99_floor_seconds:g}"),
               TICKET, "F7",
               f"Tenants on {ON_DEVICE} see very different latency",
               "The slowest tenant's p99 latency for {{ $labels.model }} on NPU {{ $labels.device }} of "
               f"{{{{ $labels.node }}}} is more than {t.tenant_latency_spread_max:g}x the fastest tenant's "
-              f"and above {t.tenant_latency_p99_floor_seconds * 1000:g} ms for 15 minutes.",
-              "15m"),
-        # --- F8 firmware bug: incorrect outputs
+              f"and above {t.tenant_latency_p99_floor_seconds * 1000:g} ms for {t.noisy_neighbour_for}.",
+              t.noisy_neighbour_for),
+        # --- F8 firmware bug: incorrect outputs, judged as a mismatch ratio with a tolerance. Not F8:
+        # mismatches of a device with CPU fallback active up to the fallback tolerance (the host's FP32 op
+        # flips borderline images: NpuCpuFallbackHigh tickets it), and of a device whose accuracy delta is
+        # over budget (systematic quantization loss, F3: NpuAccuracyDeltaHigh tickets, the accuracy SLO pages)
         Alert("NpuIncorrectOutputs",
-              f"sum by (node, device, model) (increase({m('npu_golden_mismatches_total')}[10m])) > 0",
+              with_vendor(f"{cv.GOLDEN_MISMATCH_RATIO} > {t.golden_mismatch_max_ratio:g}\n"
+                          f"unless on (node, device, model)\n"
+                          f"(\n  {cv.GOLDEN_MISMATCH_RATIO} <= {t.golden_mismatch_fallback_max_ratio:g}\n"
+                          f"  and on (node, device)\n  {cv.CPU_FALLBACK_RATIO} > 0\n)\n"
+                          f"unless on (node, device, model)\n"
+                          f"max by (node, device, model) (avg_over_time({m('npu_accuracy_delta_ratio')}[5m])) "
+                          f"> {t.accuracy_delta_max_ratio:g}"),
               PAGE, "F8",
               f"{ON_DEVICE} returned incorrect outputs",
-              "Golden-output canary checks of {{ $labels.model }} on NPU {{ $labels.device }} of "
-              "{{ $labels.node }} mismatched in the last 10 minutes: the device is computing wrong results."),
+              "{{ $value | humanizePercentage }} of the golden-output canary checks of {{ $labels.model }} on "
+              "NPU {{ $labels.device }} ({{ $labels.vendor }}) of {{ $labels.node }} mismatched over 5 minutes "
+              f"(tolerance {t.golden_mismatch_max_ratio:.1%}, {t.golden_mismatch_fallback_max_ratio:.1%} while "
+              "CPU fallback runs), with its accuracy delta in budget: the device is computing wrong results."),
         # --- device resets: any reset is a ticket, a storm pages
-        Alert("NpuDeviceResets", f"sum by ({DEV}) (increase({m('npu_resets_total')}[1h])) > 0",
+        Alert("NpuDeviceResets",
+              f"sum by ({DEV}) (increase({m('npu_resets_total')}[1h])) > 0\n"
+              f"< {t.resets_per_hour_max:g}",
               TICKET, "RESET",
               f"{ON_DEVICE} was reset",
-              f"{ON_DEVICE_VENDOR} reset in the last hour."),
+              f"{ON_DEVICE_VENDOR} reset in the last hour (fewer than {t.resets_per_hour_max:g} times: "
+              "an event to explain, not a storm)."),
         Alert("NpuDeviceResets",
               f"sum by ({DEV}) (increase({m('npu_resets_total')}[1h])) >= {t.resets_per_hour_max:g}",
               PAGE, "RESET",
               f"{ON_DEVICE} is in a reset storm",
               f"{ON_DEVICE_VENDOR} reset at least {t.resets_per_hour_max:g} times in the last hour; "
               "each reset drops its queue and cold-starts its model."),
-        # --- device errors (F1/F8)
-        Alert("NpuDeviceErrorRateHigh", f"{cv.DEVICE_ERROR_RATE} > {t.device_error_rate_max_per_second:g}",
+        # --- device errors (F1/F8), per request; a device that is or was just down is the outage's incident
+        Alert("NpuDeviceErrorRateHigh",
+              f"{cv.DEVICE_ERRORS_PER_REQUEST} > {t.device_error_max_ratio:g}\n"
+              f"unless on (node, device)\n{recently_down(job)}",
               PAGE, "F1",
               f"{ON_DEVICE} reports a high error rate",
-              f"{ON_DEVICE_VENDOR} reported more than {t.device_error_rate_max_per_second:g} errors/s "
-              "(uncorrected ECC, runtime, timeout or PCIe) for 5 minutes.",
+              f"{ON_DEVICE_VENDOR} reported device errors (uncorrected ECC, runtime, timeout or PCIe) for more "
+              f"than {t.device_error_max_ratio:.0%} of its inference requests for 5 minutes "
+              "({{ $value | humanizePercentage }} now).",
               "5m"),
     ]
     return Group(cv.GROUP_DEVICE_ALERTS, tuple(alerts))
@@ -171,9 +206,15 @@ def fleet_alert_group(t: Thresholds, fleet: FleetPolicy) -> Group:
 
 def exporter_alert_group(fleet: FleetPolicy) -> Group:
     job = fleet.exporter_job
+    known = f'max by (instance, node) (last_over_time({m("npuobs_exporter_build_info")}{{job="{job}"}}[1h]))'
     return Group(cv.GROUP_SELF_ALERTS, (
-        Alert("NpuExporterDown", f'up{{job="{job}"}} == 0', TICKET, cv.FAILURE_MODE_SELF,
-              "npuobs exporter {{ $labels.instance }} is down",
+        # the node label (from the exporter's build info, last hour) lets a lost node's alert inhibit the
+        # per-device alerts of that node; an exporter never seen still alerts, without a node
+        Alert(cv.ALERT_EXPORTER_DOWN,
+              f'(up{{job="{job}"}} == 0)\n* on (instance) group_left (node)\n{known}\n'
+              f'or\n(up{{job="{job}"}} == 0 unless on (instance) {known})',
+              TICKET, cv.FAILURE_MODE_SELF,
+              "npuobs exporter {{ $labels.instance }}{{ if $labels.node }} ({{ $labels.node }}){{ end }} is down",
               "Prometheus has failed to scrape the npuobs exporter at {{ $labels.instance }} for 5 minutes: "
               "the NPUs on that node are unobserved (their device and SLO alerts cannot fire).",
               "5m"),

@@ -4,7 +4,7 @@ config; and check them with the real tools (promtool, amtool)."""
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,8 @@ import yaml
 from npuobs.alerting import conventions as cv
 from npuobs.alerting import globaltier
 from npuobs.alerting.amconfig import alertmanager_config
+from npuobs.alerting.capacity import capacity_alerts, capacity_recording_group
+from npuobs.alerting.composite import device_down_alerts
 from npuobs.alerting.device_alerts import (
     device_alert_group,
     device_recording_group,
@@ -20,7 +22,7 @@ from npuobs.alerting.device_alerts import (
     fleet_alert_group,
 )
 from npuobs.alerting.rules import Alert, Group
-from npuobs.alerting.slo_rules import slo_groups
+from npuobs.alerting.slo_rules import slo_groups, slo_windows
 from npuobs.binaries import find_binary
 from npuobs.config import Config
 
@@ -47,15 +49,26 @@ class RuleSet:
         return tuple(a for groups in self.by_file.values() for g in groups for a in g.alerts)
 
 
+def _with_service(group: Group, service: str) -> Group:
+    """Every alert names its service: part of the incident it belongs to (docs/alerting.md)."""
+    rules = tuple(replace(r, labels={"service": service, **r.labels}) if isinstance(r, Alert) else r
+                  for r in group.rules)
+    return replace(group, rules=rules)
+
+
 def build_rules(config: Config) -> RuleSet:
     spec = config.spec
-    sli, budget, slo_alerts = slo_groups(spec, config.policy)
     t = config.thresholds
+    sli, budget, slo_alerts = slo_groups(spec, config.policy, t)
+    slo_alerts = replace(slo_alerts, rules=(*slo_alerts.rules, *capacity_alerts(t)))
+    down = device_down_alerts(spec, slo_windows(spec, config.policy), t)
+    groups = (slo_alerts, device_alert_group(t, spec.fleet, down), fleet_alert_group(t, spec.fleet),
+              exporter_alert_group(spec.fleet))
+    slo_alerts, *device_groups = (_with_service(g, spec.service) for g in groups)
     return RuleSet(
-        recording=(sli, budget, device_recording_group(t)),
+        recording=(sli, budget, device_recording_group(t), capacity_recording_group(t, spec.fleet)),
         slo_alerts=(slo_alerts,),
-        device_alerts=(device_alert_group(t, spec.fleet), fleet_alert_group(t, spec.fleet),
-                       exporter_alert_group(spec.fleet)),
+        device_alerts=tuple(device_groups),
     )
 
 

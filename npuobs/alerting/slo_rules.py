@@ -4,14 +4,39 @@ from __future__ import annotations
 
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.burnrate import BurnWindow, windows_for
+from npuobs.alerting.composite import slo_page_unless
 from npuobs.alerting.rules import Alert, Group, Record
 from npuobs.alerting.slo_spec import SLO, Spec, SpecError
 from npuobs.durations import parse_duration
+from npuobs.thresholds import DEFAULT as THRESHOLDS
+from npuobs.thresholds import Thresholds
 
 # The period-long rules scan the whole SLO period (30 days of samples): evaluating them every
 # minute would cost more than all other rules together, and budget moves slowly.
 BUDGET_INTERVAL = "5m"
 TOP_DEVICES = 3  # devices a burn alert names as the largest sources of bad events
+COVERAGE_BASE = "5m"  # the window whose sample count stands for "full" when measuring coverage
+
+
+def coverage_record(job: str, window: str) -> Record:
+    """Share of ``window`` this Prometheus holds data for: the oldest exporter target's samples over the
+    window, against what a full window holds at the same scrape interval (measured over ``COVERAGE_BASE``).
+
+    Cold start: a long burn window over ten minutes of data is a ten-minute window. Scaling the long
+    window's error ratio by its coverage counts the missing history as good, so a fresh deployment's or
+    a new Prometheus' first slow minutes cannot ticket (a day's window holding two slow minutes), while a
+    real fast burn still pages at once (100 % errors for 5 minutes are still 8 % of an hour). Data younger
+    than ``COVERAGE_BASE`` counts as ``COVERAGE_BASE`` old (conservative towards firing). Where no ``up``
+    series exists (the global tier evaluates SLO rules over pre-aggregations only) the alerts read a
+    missing coverage as full: no cold-start protection there, rather than no alerts.
+    """
+    scale = parse_duration(window) / parse_duration(COVERAGE_BASE)
+    up = f'up{{job="{job}"}}'
+    # samples - 1 = scrape intervals covered: the same whether a range includes its left edge or not
+    return Record(cv.DATA_COVERAGE,
+                  f"clamp_max(\n  (max(count_over_time({up}[{window}])) - 1)\n  /\n"
+                  f"  (clamp_min(max(count_over_time({up}[{COVERAGE_BASE}])) - 1, 1) * {scale:g}),\n  1\n)",
+                  {"window": window})
 
 
 def slo_labels(spec: Spec, slo: SLO) -> dict[str, str]:
@@ -34,12 +59,17 @@ def _check_reachable(spec: Spec, slo: SLO, windows: tuple[BurnWindow, ...], poli
                 "alert, which can never happen; raise the objective or pick another policy")
 
 
-def _burn_expr(slo: SLO, windows: list[BurnWindow]) -> str:
+def _burn_expr(spec: Spec, slo: SLO, windows: list[BurnWindow], t: Thresholds) -> str:
+    """Each window pair: long (scaled by its data coverage) and short above the threshold; a page clause
+    leaves out models with a down device (the composite ``NpuDeviceDown`` page names both instead)."""
     clauses = []
     for w in windows:
         threshold = f"({w.factor:g} * {slo.error_budget:g})"
-        clauses.append(f"(\n  {cv.slo_error_ratio(w.long)}{_selector(slo)} > {threshold}\n  and\n"
-                       f"  {cv.slo_error_ratio(w.short)}{_selector(slo)} > {threshold}\n)")
+        unless = slo_page_unless(spec, slo, w, t) if w.severity == cv.SEVERITY_PAGE else ""
+        clauses.append(f"(\n  (\n    {cv.slo_error_ratio(w.long)}{_selector(slo)}\n"
+                       f'    * on () group_left () ({cv.DATA_COVERAGE}{{window="{w.long}"}} or on () vector(1))\n'
+                       f"  ) > {threshold}\n  and\n"
+                       f"  {cv.slo_error_ratio(w.short)}{_selector(slo)} > {threshold}{unless}\n)")
     return "\nor\n".join(clauses)
 
 
@@ -48,7 +78,8 @@ def _burn_description(slo: SLO, windows: list[BurnWindow]) -> str:
     pairs = " or ".join(f"{w.factor:g}x over {w.long} (confirmed over {w.short})" for w in windows)
     return (f"The {slo.sli} SLO {slo.name} ({slo.objective:g} % over {slo.period}, "
             f"error budget {budget_pct}) is burning its budget at more than {pairs}."
-            + _top_devices(slo, windows[0].short))
+            + _top_devices(slo, windows[0].short)
+            + " (Long windows count history this Prometheus does not hold as good: no alert from a cold start.)")
 
 
 def _top_devices(slo: SLO, window: str) -> str:
@@ -64,15 +95,26 @@ def _top_devices(slo: SLO, window: str) -> str:
             "{{ else }}no single device{{ end }}.")
 
 
-def slo_groups(spec: Spec, policy: str) -> tuple[Group, Group, Group]:
+def slo_windows(spec: Spec, policy: str) -> dict[str, tuple[BurnWindow, ...]]:
+    """SLO name -> its policy's window pairs (checked reachable)."""
+    out = {}
+    for slo in spec.slos:
+        windows = windows_for(policy, slo.period)
+        _check_reachable(spec, slo, windows, policy)
+        out[slo.name] = windows
+    return out
+
+
+def slo_groups(spec: Spec, policy: str, t: Thresholds = THRESHOLDS) -> tuple[Group, Group, Group]:
     """(SLI recordings, budget recordings, SLO alerts) for every SLO of the spec."""
-    sli_rules: list[Record] = []
+    all_windows = slo_windows(spec, policy)
+    longs = sorted({w.long for ws in all_windows.values() for w in ws}, key=parse_duration)
+    sli_rules: list[Record] = [coverage_record(spec.fleet.exporter_job, w) for w in longs]
     budget_rules: list[Record] = []
     alerts: list[Alert] = []
     for slo in spec.slos:
         labels = slo_labels(spec, slo)
-        windows = windows_for(policy, slo.period)
-        _check_reachable(spec, slo, windows, policy)
+        windows = all_windows[slo.name]
         used = sorted({w.long for w in windows} | {w.short for w in windows}, key=parse_duration)
         sli_rules += [Record(cv.slo_error_ratio(w), slo.error_ratio_expr(w), labels) for w in used]
 
@@ -92,15 +134,15 @@ def slo_groups(spec: Spec, policy: str) -> tuple[Group, Group, Group]:
         for severity, speed in ((cv.SEVERITY_PAGE, "fast"), (cv.SEVERITY_TICKET, "steadily")):
             chosen = [w for w in windows if w.severity == severity]
             if chosen:
-                alerts.append(Alert(name, _burn_expr(slo, chosen), severity, cv.FAILURE_MODE_SLO,
+                alerts.append(Alert(name, _burn_expr(spec, slo, chosen, t), severity, cv.FAILURE_MODE_SLO,
                                     f"{what} is burning its error budget {speed}",
-                                    _burn_description(slo, chosen)))
+                                    _burn_description(slo, chosen), labels={"slo": slo.name}))
         alerts.append(Alert(
             cv.ALERT_BUDGET_EXHAUSTED, f"{cv.SLO_ERROR_BUDGET_REMAINING}{sel} <= 0", cv.SEVERITY_TICKET,
             cv.FAILURE_MODE_SLO, f"{what} has spent its error budget",
             f"The {slo.sli} SLO {slo.name} has used all of its {slo.period} error budget "
             f"({slo.error_budget * 100:g} % of its events); freeze risky changes until it recovers.",
-            "15m"))
+            "15m", {"slo": slo.name}))
         if slo.absent_selector:
             alerts.append(Alert(
                 cv.ALERT_SLI_ABSENT, f"absent({slo.absent_selector})",

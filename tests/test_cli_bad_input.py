@@ -61,6 +61,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                          "spec: {service: s, objectives: [{target: 0.9}]}\n",
         "neg-tick": "nodes:\n  - name: a\n    devices: [RNGD]\ntick_seconds: -1\n",
         "tiny-interval": "backend: sim\nnode: n\ninterval: 0.000001\n",
+        "rules-int": "rules: 5\n",
+        "tick-string": "nodes:\n  - name: a\n    devices: [RNGD]\ntick_seconds: '1'\n",
     }.items():
         (root / f"{name}.yaml").write_text(text)
         files[name] = root / f"{name}.yaml"
@@ -75,7 +77,7 @@ def guards(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for target in ("npuobs.exporter.app.Exporter.start", "npuobs.simulator.fleet.Fleet.run",
                    "npuobs.gameday.soak.run_soak", "npuobs.gameday.runner.run_drills",
-                   "npuobs.stack.embedded.EmbeddedStack.start"):
+                   "npuobs.stack.embedded.EmbeddedStack.start", "npuobs.remediation.webhook.WebhookServer.start"):
         monkeypatch.setattr(target, accepted)
 
 
@@ -102,6 +104,11 @@ def assert_one_line_exit_2(argv: list[str], needle: str = "") -> str:
 
 def _sim_base(w: dict[str, Path]) -> list[str]:
     return ["sim", "run", "--devices", "1", "--duration", "1s", "--quiet", "--state-dir", str(w["root"] / "run")]
+
+
+def _remediate_base(w: dict[str, Path]) -> list[str]:
+    return ["remediate", "--control-url", "http://127.0.0.1:1", "--alertmanager", "http://127.0.0.1:1",
+            "--state-dir", str(w["root"] / "rem")]
 
 
 def _exporter_base(w: dict[str, Path]) -> list[str]:
@@ -140,6 +147,15 @@ CASES: dict[str, tuple[Any, str]] = {
     "interval: 1e-6": (lambda w: ["exporter", "--config", str(w["tiny-interval"]), "--state-dir", str(w["sim"])],
                        "interval"),
     "sim run --speed 0": (lambda w: [*_sim_base(w), "--speed", "0"], "--speed"),
+    # found by the property test below
+    "remediation policy not UTF-8": (lambda w: [*_remediate_base(w), "--policy", str(w["binary"])], "not UTF-8"),
+    "remediation rules not a list": (lambda w: [*_remediate_base(w), "--policy", str(w["rules-int"])],
+                                     "rules: expected a list"),
+    "dashboards --cost-per-kwh nan": (lambda w: ["dashboards", "generate", "--out", str(w["root"] / "d"),
+                                                 "--cost-per-kwh", "nan"], "--cost-per-kwh"),
+    "demo --duration 0s": (lambda w: ["demo", "--duration", "0s"], "--duration"),
+    "fleet tick_seconds as a string": (lambda w: ["sim", "run", "--fleet", str(w["tick-string"]), "--state-dir",
+                                                  str(w["root"] / "run")], "tick_seconds must be a number"),
 }
 
 
@@ -233,6 +249,11 @@ BAD_WEB_CONFIG = st.tuples(
     st.sampled_from(["tls_server_config", "basic_auth_users", "zz"]),
     st.one_of(st.integers(), st.lists(st.integers(), max_size=2),
               st.dictionaries(st.just("u"), st.sampled_from(["not-a-bcrypt-hash", ""]), min_size=1)))
+NOT_A_MAPPING = st.one_of(st.integers(), st.text(min_size=1, max_size=4),
+                          st.lists(st.integers(), min_size=1, max_size=2))
+BAD_POLICY = st.one_of(st.tuples(st.sampled_from(["limits", "zz"]), JUNK),
+                       st.tuples(st.sampled_from(["guardrails", "rules"]), NOT_A_MAPPING),
+                       st.tuples(st.just("enabled"), st.one_of(st.integers(), st.text(max_size=4))))
 FLEET = {"nodes": [{"name": "a", "devices": ["RNGD"]}], "tick_seconds": 1.0}
 BAD_FLEET = st.one_of(
     st.tuples(st.just("tick_seconds"), _bad_number_value(0.01, 60)),
@@ -258,7 +279,8 @@ def _bad_file(draw: st.DrawFn, root: Path, kind: str) -> Path:
         path.mkdir()
     elif how == "document":
         base, bad = {"spec": (DEFAULT_SPEC, BAD_SPEC), "exporter": (EXPORTER_CONFIG, BAD_EXPORTER_CONFIG),
-                     "fleet": (FLEET, BAD_FLEET), "web": ({}, BAD_WEB_CONFIG)}[kind]
+                     "fleet": (FLEET, BAD_FLEET), "web": ({}, BAD_WEB_CONFIG),
+                     "policy": ({}, BAD_POLICY)}[kind]
         key, value = draw(bad)
         path.write_text(yaml.safe_dump(_mutated(base, key, value)))
     return path
@@ -306,6 +328,9 @@ def bad_invocation(draw: st.DrawFn, w: dict[str, Path]) -> list[str]:
         "demo --duration": lambda: ["demo", "--duration", draw(BAD_DURATION.filter(
             lambda t: not t.replace(".", "", 1).isdigit()))],
         "demo --fleet": lambda: ["demo", "--fleet", str(_bad_file(draw, root, "fleet"))],
+        "dashboards generate --cost-per-kwh": lambda: ["dashboards", "generate", "--out", out, "--cost-per-kwh",
+                                                       draw(_floats_outside(0, 1e6))],
+        "remediate --policy": lambda: [*_remediate_base(w), "--policy", str(_bad_file(draw, root, "policy"))],
         "devices --timeout": lambda: ["devices", "--backend", "sim", "--state-dir", str(w["sim"]), "--timeout",
                                       draw(_floats_outside(0.01, 600))],
         "any subcommand, unknown flag": lambda: [draw(st.sampled_from(SUBCOMMANDS)), "--no-such-flag-" +

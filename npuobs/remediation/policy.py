@@ -143,9 +143,11 @@ def load_policy(path: Path | None = None) -> Policy:
         where = f"(default) npuobs/remediation/{DEFAULT_POLICY}"
     else:
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise PolicyError(f"policy file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         where = str(path)
     try:
         doc = yaml.safe_load(text)
@@ -198,7 +200,10 @@ def parse_policy(doc: Any, where: str = "policy") -> Policy:
         raise PolicyError(f"{where}: guardrails.max_drained_ratio must be between 0 and 1")
     rules = []
     seen = set()
-    for i, raw in enumerate(top.get("rules") or []):
+    raw_rules = top.get("rules") or []
+    if not isinstance(raw_rules, list):
+        raise PolicyError(f"{where}: rules: expected a list of rules, got {type(raw_rules).__name__}")
+    for i, raw in enumerate(raw_rules):
         here = f"{where}: rules[{i}]"
         r = _keys(raw, {"alert", "action", "target", "when", "verify", "undo", "manual"}, here)
         alert, action = r.get("alert"), r.get("action")

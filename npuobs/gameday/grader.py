@@ -1,5 +1,6 @@
 """Grade a drill: did the expected alert fire, at the expected severity, reach the expected PagerDuty
-receiver with the right runbook, and what else fired?
+receiver with the right runbook, what else fired, and how loud was it: PagerDuty incidents opened
+(pages, tickets), time to the first page, alerts Alertmanager suppressed by inhibition?
 
 Inputs are observations, not the stack: alerts as Prometheus reported them (first seen pending,
 firing, gone) and PagerDuty events as the sink received them. So the grading is a pure function,
@@ -18,7 +19,7 @@ from typing import Any
 
 from npuobs import resources
 from npuobs.alerting import conventions as cv
-from npuobs.gameday.scenarios import Expect, Scenario
+from npuobs.gameday.scenarios import MODEL_ALERTS, Expect, Scenario
 from npuobs.simulator.fleet import FleetConfig
 from npuobs.simulator.hardware import CATALOGUE
 
@@ -34,6 +35,7 @@ class SeenAlert:
     first_pending: float | None = None
     first_firing: float | None = None
     gone_at: float | None = None
+    suppressed_at: float | None = None  # first seen inhibited in Alertmanager
 
     @property
     def alertname(self) -> str:
@@ -77,6 +79,17 @@ def parse_instances(text: str) -> list[dict[str, str]]:
     return out
 
 
+def open_incidents(deliveries: list[Delivery]) -> frozenset[str]:
+    """Dedup keys with an open PagerDuty incident after ``deliveries`` (in order)."""
+    keys: set[str] = set()
+    for d in deliveries:
+        if d.action == "trigger":
+            keys.add(d.dedup_key)
+        elif d.action == "resolve":
+            keys.discard(d.dedup_key)
+    return frozenset(keys)
+
+
 def delivery_from_event(event: dict[str, Any], at: float, receivers: dict[str, str]) -> Delivery:
     """A sink event as a :class:`Delivery`; ``receivers`` maps routing key -> receiver name."""
     details = (event.get("payload") or {}).get("custom_details") or {}
@@ -112,13 +125,48 @@ class ScenarioResult:
     first_alert: SeenAlert | None
     unexpected: list[SeenAlert]
     notes: list[str] = field(default_factory=list)
+    pages: list[Delivery] = field(default_factory=list)  # first trigger of each page incident it opened
+    tickets: list[Delivery] = field(default_factory=list)  # ... of each ticket incident
+    suppressed: list[SeenAlert] = field(default_factory=list)  # its alerts Alertmanager inhibited
+
+    @property
+    def pages_opened(self) -> int:
+        return len(self.pages)
+
+    @property
+    def tickets_opened(self) -> int:
+        return len(self.tickets)
+
+    @property
+    def first_page_seconds(self) -> float | None:
+        return min(d.at for d in self.pages) - self.injected_at if self.pages else None
+
+    @property
+    def suppressed_names(self) -> list[str]:
+        return sorted({a.alertname for a in self.suppressed})
+
+    @property
+    def noise(self) -> list[str]:
+        """Why the drill is noisy, per the policy: more than one page for its one cause, a page for a
+        cause the policy tickets (an SLO burn excepted: users hurt now pages), an unexpected page."""
+        out = []
+        if self.pages_opened > 1:
+            out.append(f"{self.pages_opened} pages for one cause")
+        if self.scenario.policy != cv.SEVERITY_PAGE:
+            paged = sorted({a.get("alertname", "") for d in self.pages for a in d.alerts
+                            if a.get("failure_mode") != cv.FAILURE_MODE_SLO})
+            if paged:
+                out.append(f"paged ({', '.join(paged)}) for a cause the policy "
+                           f"{'tickets' if self.scenario.policy == cv.SEVERITY_TICKET else 'keeps quiet'}")
+        return out
 
     def verdict(self, strict: bool = False) -> str:
-        """ok | missed | misrouted | noisy (an unexpected page, or with ``strict`` any unexpected alert)."""
+        """ok | missed | misrouted | noisy (see ``noise``; an unexpected page, or with ``strict`` any
+        unexpected alert)."""
         for bad in ("missed", "misrouted"):
             if any(e.verdict == bad for e in self.expects):
                 return bad
-        if any(a.severity == cv.SEVERITY_PAGE or strict for a in self.unexpected):
+        if self.noise or any(a.severity == cv.SEVERITY_PAGE or strict for a in self.unexpected):
             return "noisy"
         return "ok"
 
@@ -143,6 +191,7 @@ class Grader:
     def __init__(self, fleet: FleetConfig, instances: dict[str, str], receivers: dict[str, str],
                  runbook_base_url: str = cv.DEFAULT_RUNBOOK_BASE_URL, runbook_dir: Path | None = None) -> None:
         self.models = {(n.name, str(i)): m for n in fleet.nodes for i, m in enumerate(n.devices)}
+        self.served_model = fleet.model  # every simulated device serves the fleet's one model
         self.instances = instances  # node -> scrape instance (host:port)
         self.receivers = receivers
         self.runbook_base_url = runbook_base_url
@@ -159,12 +208,27 @@ class Grader:
         return any(labels.get("node") == node and labels.get("device") == dev for node, dev in scenario.targets)
 
     def explains(self, scenario: Scenario, alert: SeenAlert) -> bool:
-        """Whether ``alert`` is one the drill expects or allows, in its scope: an allowed alert about a
-        device must be about one of the drill's devices (one drill's allowance excuses no other's)."""
-        if alert.alertname in scenario.allow:
-            return self.in_scope(self.scope_of(alert.labels), scenario, alert.labels)
-        return any(e.alertname == alert.alertname and self.in_scope(e.scope, scenario, alert.labels)
-                   for e in scenario.expect)
+        """Whether ``alert`` belongs to the drill's incident (the incident model, docs/alerting.md): one it
+        expects, in scope; any alert about the drill's own devices, node or exporter; an SLO or capacity
+        alert of a model the drill's devices serve. One drill's incident excuses no other drill's alerts."""
+        if any(e.alertname == alert.alertname and self.in_scope(e.scope, scenario, alert.labels)
+               for e in scenario.expect):
+            return True
+        labels = alert.labels
+        if alert.alertname in MODEL_ALERTS:
+            return labels.get("model") in self.served(scenario)
+        if labels.get("device") and labels.get("node"):
+            whole = {n for n, d in scenario.targets if not d}
+            return labels["node"] in whole or self.in_scope("device", scenario, labels)
+        if labels.get("instance"):
+            return self.in_scope("instance", scenario, labels)
+        if labels.get("node"):
+            return labels["node"] in scenario.nodes
+        return False
+
+    def served(self, scenario: Scenario) -> set[str]:
+        """The models the drill's devices serve (all of a node's for a whole-node drill)."""
+        return {self.served_model} if scenario.targets else set()
 
     @staticmethod
     def scope_of(labels: dict[str, str]) -> str:
@@ -176,14 +240,30 @@ class Grader:
         return "model" if labels.get("model") and labels.get("vendor") else "fleet"
 
     def grade(self, scenario: Scenario, earlier: list[Scenario], injected_at: float, cleared_at: float | None,
-              alerts: list[SeenAlert], deliveries: list[Delivery]) -> ScenarioResult:
-        """``alerts``: those first firing after ``injected_at``; ``deliveries``: events since then."""
+              alerts: list[SeenAlert], deliveries: list[Delivery],
+              open_before: frozenset[str] = frozenset()) -> ScenarioResult:
+        """``alerts``: those first firing (or first inhibited) after ``injected_at``; ``deliveries``: events
+        since then; ``open_before``: dedup keys of incidents open when the drill began (not its own)."""
         expects = [self._expect(e, scenario, alerts, deliveries) for e in scenario.expect]
         mine = sorted((a for a in alerts if a.first_firing is not None and self._attributable(scenario, a)),
                       key=lambda a: a.first_firing or 0.0)
         unexpected = [a for a in alerts if a.first_firing is not None
                       and not any(self.explains(s, a) for s in (*earlier, scenario))]
-        return ScenarioResult(scenario, injected_at, cleared_at, expects, mine[0] if mine else None, unexpected)
+        result = ScenarioResult(scenario, injected_at, cleared_at, expects, mine[0] if mine else None, unexpected)
+        # PagerDuty opens an incident for a trigger whose dedup key has no open incident (a resolved one's
+        # key opens a new incident); Alertmanager's group key is the dedup key
+        open_now = set(open_before)
+        for d in deliveries:
+            if d.action == "resolve":
+                open_now.discard(d.dedup_key)
+                continue
+            if d.action != "trigger" or d.dedup_key in open_now:
+                continue
+            open_now.add(d.dedup_key)
+            if any(self._attributable(scenario, SeenAlert(labels, {})) for labels in d.alerts):
+                (result.pages if d.receiver == cv.RECEIVER_PAGE else result.tickets).append(d)
+        result.suppressed = [a for a in alerts if a.suppressed_at is not None and self._attributable(scenario, a)]
+        return result
 
     def _attributable(self, scenario: Scenario, alert: SeenAlert) -> bool:
         scoped = any(self.in_scope(s, scenario, alert.labels) for s in ("device", "model", "instance"))

@@ -62,6 +62,7 @@ def _soak_summary(r: SoakResult) -> list[tuple[str, str]]:
          if o.noise else "off"),
         ("**pages**", f"**{len(r.pages)}** alerts, {r.incidents('page')} PagerDuty incidents"),
         ("tickets", f"{len(r.tickets)} alerts, {r.incidents('ticket')} PagerDuty incidents"),
+        ("tickets per day", f"{r.incidents('ticket') * 86400 / o.duration:.1f} PagerDuty incidents"),
         ("pending, never fired", ", ".join(f"{k} x{v}" for k, v in sorted(r.pending_only.items())) or "none"),
     ]
 
@@ -114,6 +115,7 @@ def soak_json(r: SoakResult) -> dict[str, Any]:
         "tickets": len(r.tickets),
         "page_incidents": r.incidents("page"),
         "ticket_incidents": r.incidents("ticket"),
+        "tickets_per_day": r.incidents("ticket") * 86400 / o.duration,
         "pending_only": dict(r.pending_only),
         "fired": [a.as_dict() for a in r.pages + r.tickets],
     }
@@ -132,7 +134,7 @@ def write_report(path: Path, markdown: str, doc: dict[str, Any]) -> None:
 # -- game day ---------------------------------------------------------------------------------------------
 
 _SCENARIO_HEADER = ("scenario", "injected", "first alert", "detected in", "receiver", "runbook", "resolved after clear",
-                    "unexpected", "verdict")
+                    "pages", "tickets", "first page", "suppressed", "unexpected", "verdict")
 _MATRIX_HEADER = ("scenario", "expected alert", "expected severity -> receiver", "got", "verdict")
 
 
@@ -155,8 +157,10 @@ def _scenario_rows(r: GameDayResult, strict: bool) -> list[list[str]]:
             resolved = fmt_seconds(s.resolve_seconds) if s.resolve_seconds is not None \
                 else f"> {fmt_seconds(r.options.resolve_timeout)}"
         unexpected = ", ".join(f"{a.alertname}/{a.severity}" for a in s.unexpected) or "none"
+        verdict = s.verdict(strict) + (f" ({'; '.join(s.noise)})" if s.noise else "")
         rows.append([s.scenario.name, _clock(s.injected_at), first, fmt_seconds(s.detect_seconds), receivers,
-                     runbooks, resolved, unexpected, s.verdict(strict)])
+                     runbooks, resolved, str(s.pages_opened), str(s.tickets_opened),
+                     fmt_seconds(s.first_page_seconds), ", ".join(s.suppressed_names) or "none", unexpected, verdict])
     return rows
 
 
@@ -234,6 +238,13 @@ def gameday_json(r: GameDayResult, strict: bool = False) -> dict[str, Any]:
             "detect_seconds": s.detect_seconds,
             "resolve_seconds": s.resolve_seconds,
             "first_alert": _seen(s.first_alert),
+            "pages_opened": s.pages_opened,
+            "tickets_opened": s.tickets_opened,
+            "first_page_seconds": s.first_page_seconds,
+            "suppressed": s.suppressed_names,
+            "noise": s.noise,
+            "page_alerts": sorted({a.get("alertname", "") for d in s.pages for a in d.alerts}),
+            "ticket_alerts": sorted({a.get("alertname", "") for d in s.tickets for a in d.alerts}),
             "expected": [{
                 "alertname": e.expect.alertname, "severity": e.expect.severity, "receiver": e.expect.receiver,
                 "failure_mode": e.expect.failure_mode, "verdict": e.verdict, "problems": e.problems,

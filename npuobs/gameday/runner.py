@@ -30,8 +30,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from npuobs.alerting import conventions as cv
+from npuobs.amapi import AlertmanagerAPI, AlertmanagerError
 from npuobs.config import Config
-from npuobs.gameday.grader import Delivery, Grader, ScenarioResult, SeenAlert, delivery_from_event
+from npuobs.gameday.grader import Delivery, Grader, ScenarioResult, SeenAlert, delivery_from_event, open_incidents
 from npuobs.gameday.scenarios import Scenario
 from npuobs.simulator.fleet import FleetConfig
 from npuobs.stack.embedded import PAGE_KEY, TICKET_KEY, EmbeddedStack, Timing
@@ -80,11 +81,13 @@ class GameDayResult:
 
 
 class Observer:
-    """Polls Prometheus' alerts and the sink's events, keeping wall-clock first sightings."""
+    """Polls Prometheus' alerts, Alertmanager's inhibitions and the sink's events, keeping wall-clock
+    first sightings."""
 
     def __init__(self, stack: EmbeddedStack) -> None:
         assert stack.prometheus is not None and stack.sink is not None
         self.stack = stack
+        self.am = AlertmanagerAPI(stack.alertmanager.url) if stack.alertmanager is not None else None
         self.alerts: dict[tuple[tuple[str, str], ...], SeenAlert] = {}
         self.deliveries: list[Delivery] = []
         self.receivers = {PAGE_KEY: cv.RECEIVER_PAGE, TICKET_KEY: cv.RECEIVER_TICKET}
@@ -106,8 +109,25 @@ class Observer:
         for key, seen in self.alerts.items():
             if key not in present and seen.gone_at is None:
                 seen.gone_at = now
+        self._poll_inhibited(now)
         events = self.stack.sink.events()
         self.deliveries += [delivery_from_event(e, now, self.receivers) for e in events[len(self.deliveries):]]
+
+    def _poll_inhibited(self, now: float) -> None:
+        """Mark alerts Alertmanager holds as inhibited (Prometheus' view has no such state)."""
+        if self.am is None:
+            return
+        try:
+            held = self.am.alerts(silenced=False)
+        except AlertmanagerError:
+            return  # a slow Alertmanager costs one sighting, not the drill
+        for a in held:
+            status = a.get("status") or {}
+            if status.get("state") != "suppressed" or not status.get("inhibitedBy"):
+                continue
+            current = self.alerts.get(tuple(sorted(a["labels"].items())))
+            if current is not None and current.gone_at is None and current.suppressed_at is None:
+                current.suppressed_at = now
 
     def active(self) -> set[tuple[tuple[str, str], ...]]:
         return {k for k, a in self.alerts.items() if a.gone_at is None}
@@ -162,15 +182,17 @@ class DrillRunner:
                          if any(a.alertname == e.alertname for e in scenario.expect)}
         obs.watch(o.resolve_timeout, lambda: not (expected_keys & obs.active()), o.poll_seconds)
         result = self.grader.grade(scenario, list(self.done), injected_at, cleared_at,
-                                   self._mine(before, injected_at), obs.deliveries[first_delivery:])
+                                   self._mine(before, injected_at), obs.deliveries[first_delivery:],
+                                   open_incidents(obs.deliveries[:first_delivery]))
         self.done.append(scenario)
         self.progress(f"[{_clock(time.time())}] {scenario.name}: {result.verdict()}")
         return result
 
     def _mine(self, before: set[tuple[tuple[str, str], ...]], since: float) -> list[SeenAlert]:
-        """Alerts that were not active before the drill and fired after it began."""
+        """Alerts that were not active before the drill and fired (or were inhibited) after it began."""
         return [a for k, a in self.observer.alerts.items()
-                if k not in before and a.first_firing is not None and a.first_firing >= since]
+                if k not in before and ((a.first_firing is not None and a.first_firing >= since)
+                                        or (a.suppressed_at is not None and a.suppressed_at >= since))]
 
     def _apply(self, scenario: Scenario) -> None:
         assert self.stack.runner is not None

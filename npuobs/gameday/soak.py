@@ -38,7 +38,7 @@ from npuobs.gameday.record import Action, Recording, RecordOptions, record
 from npuobs.simulator.fleet import FleetConfig
 from npuobs.simulator.loadgen import LoadProfile
 
-GROUP_BY = ("alertname", "vendor", "node", "slo")  # the generated Alertmanager route's group_by
+GROUP_BY = cv.INCIDENT_LABELS  # the generated Alertmanager route's group_by: one group, one incident
 # (fault, seconds): each below its alert's threshold or `for:`, so none may page. Not F5: a CPU-fallback
 # blip flips a canary prediction (FP32 host op vs INT8) and NpuIncorrectOutputs pages on any mismatch.
 BLIPS: tuple[tuple[str, float], ...] = (("F1", 20.0), ("F7", 60.0), ("F2", 60.0), ("RESET", 10.0))

@@ -1,5 +1,6 @@
 """Issue 15 items 2 and 3 against real processes: a killed or frozen `npuobs sim run` is never served
-as fresh, and a restarted one on a truncated state file does not send energy backwards."""
+as fresh, and a restarted one on a truncated state file does not send energy backwards; and bad input
+to the real `npuobs` command is one line and exit 2 (items 9, 10)."""
 
 from __future__ import annotations
 
@@ -109,3 +110,17 @@ def _readable_energy(path: Path) -> float | None:
         return read_device_state(path).counters.energy_joules_total
     except Exception:  # noqa: BLE001 - the torn file until the restarted simulator replaces it
         return None
+
+
+# --- bad input, through the real command (issue 15 items 9, 10; the rest in test_cli_bad_input) ---------
+
+@pytest.mark.parametrize("argv, needle", [
+    (["sim", "run", "--speed", "0", "--duration", "1s"], "--speed"),
+    (["exporter", "--backend", "sim", "--node", "n", "--state-dir", ".", "--interval", "inf"], "--interval"),
+    (["slo", "report", "--prometheus", "notaurl"], "notaurl"),
+])
+def test_real_processes_print_one_line(argv: list[str], needle: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "npuobs.cli.main", *argv], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and needle in out.stderr

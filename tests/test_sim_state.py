@@ -251,3 +251,20 @@ def test_symlinked_temp_name_does_not_overwrite_its_target(tmp_path: Path) -> No
     FaultBook(state).inject("F2", now=0.0)
     assert [f.kind for f in FaultBook(state).read()] == ["F2"]
     assert victim.read_text() == "precious"
+
+
+def test_sim_status_says_whether_the_simulator_still_publishes(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from npuobs.cli.main import main
+
+    fleet = _fleet(tmp_path)
+    fleet.publish(heartbeat_seconds=0.5)
+    assert main(["sim", "status", "--state-dir", str(tmp_path)]) == 0
+    assert f"simulator: pid {os.getpid()}, last published" in capsys.readouterr().out
+    for dev in ("0", "1"):
+        path = device_file(tmp_path, "n", dev)
+        doc = json.loads(path.read_text())
+        doc["publisher"]["published_at"] -= 60
+        path.write_text(json.dumps(doc))
+    assert main(["sim", "status", "--state-dir", str(tmp_path)]) == 0
+    assert "simulator: NOT PUBLISHING: not updated for 60" in capsys.readouterr().out

@@ -20,7 +20,14 @@ from npuobs.simulator.clock import VirtualClock
 from npuobs.simulator.faults import FAULTS, FaultBook, FaultError
 from npuobs.simulator.fleet import Fleet, FleetConfig
 from npuobs.simulator.loadgen import PROFILES, LoadProfile
-from npuobs.simulator.state import StateError, default_state_dir, read_fleet
+from npuobs.simulator.state import (
+    StateError,
+    default_state_dir,
+    device_file,
+    read_device_state,
+    read_fleet,
+    stale_reason,
+)
 
 DEFAULT_STATE_DIR = str(default_state_dir())
 RESET_DOWNTIME = "10s"
@@ -246,6 +253,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     now = float(meta["now"])
     print(f"fleet in {args.state_dir}: " + ", ".join(f"{n} ({len(d)} devices)" for n, d in meta["nodes"].items()))
+    print(_publisher_line(args.state_dir, meta["nodes"]))
     active = [f for f in faults if f.active(now)]
     if not active:
         print("no active faults")
@@ -253,3 +261,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         left = f"{f.until - now:.0f}s left" if f.until is not None else "until cleared"
         print(f"  {f.id}  {f.kind:<5} {f.node or '*'}/{f.device or '*'}  {left}")
     return 0
+
+
+def _publisher_line(state_dir: Path, nodes: dict[str, list[str]]) -> str:
+    """Whether the simulator that wrote the state is still publishing (what the sim backend decides)."""
+    for node, devices in nodes.items():
+        for device in devices:
+            try:
+                pub = read_device_state(device_file(state_dir, node, device)).publisher
+            except (FileNotFoundError, StateError):
+                continue
+            if pub is None:
+                return "simulator: unknown (state written by an older npuobs)"
+            stale = stale_reason(pub)
+            if stale:
+                return f"simulator: NOT PUBLISHING: {stale} (exporters report it failed)"
+            age = time.time() - pub.published_at
+            return f"simulator: pid {pub.pid}, last published {age:.1f}s ago"
+    return "simulator: no readable device state"

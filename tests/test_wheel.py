@@ -97,12 +97,17 @@ def test_devices_sim_from_empty_dir(installed: Path, empty_dir: Path, clean_env:
     sim = subprocess.Popen([installed / "npuobs", "sim", "run", "--quiet", "--state-dir", state],  # noqa: S603
                            cwd=empty_dir, env=clean_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not (state / "nodes").is_dir() and time.monotonic() < deadline and sim.poll() is None:
-            time.sleep(0.2)
-        out = _ok(_run([installed / "npuobs", "devices", "--backend", "sim", "--state-dir", state],
-                       empty_dir, clean_env, 60))
-        assert "node-a" in out and "node-b" in out
+        deadline = time.monotonic() + 90
+        out = ""
+        while time.monotonic() < deadline and sim.poll() is None:  # until the fleet has published its devices
+            result = _run([installed / "npuobs", "devices", "--backend", "sim", "--state-dir", state], empty_dir,
+                          clean_env, 60)
+            assert "Traceback" not in result.stdout + result.stderr, result.stderr
+            out = result.stdout
+            if result.returncode == 0 and "node-a" in out and "node-b" in out:
+                break
+            time.sleep(1)
+        assert "node-a" in out and "node-b" in out, out
     finally:
         sim.terminate()
         sim.wait(timeout=30)

@@ -4,6 +4,7 @@ to the real `npuobs` command is one line and exit 2 (items 9, 10)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import pytest
 from exporterkit import get, samples, value, wait_until
+from fixturepaths import fake_tool, read_fixture
 
+from npuobs.devices.base import BackendError
+from npuobs.devices.neuron import NeuronBackend
 from npuobs.exporter import Exporter, ExporterConfig
 from npuobs.simulator.state import STALE_MIN_SECONDS, device_file, fleet_file, previous_file, read_device_state
 
@@ -124,3 +128,23 @@ def test_real_processes_print_one_line(argv: list[str], needle: str) -> None:
                          timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and needle in out.stderr
+
+
+def test_streaming_vendor_source_that_stops_reporting_fails(tmp_path: Path) -> None:
+    """The staleness rule for the one vendor source that is read rather than run (neuron-monitor's
+    stream): a monitor that reported once and then hangs fails the sample, it is not served as fresh."""
+    record = "vendor/aws-neuron/neuron-monitor-record-trn1-2xlarge-no-runtime.json"
+    report = json.dumps(json.loads(read_fixture(record)))
+    tool = fake_tool(tmp_path, "neuron-monitor", (
+        "import sys, time\n"
+        f"sys.stdout.write({report!r} + '\\n')\n"
+        "sys.stdout.flush()\n"
+        "time.sleep(60)\n"))
+    backend = NeuronBackend(tool_path=tool, period=0.2, timeout=2.0)
+    try:
+        assert backend.sample().devices  # the one report, fresh
+        time.sleep(2.5)  # > max(3 periods, timeout) without a report
+        with pytest.raises(BackendError, match=r"no report for \d+\.\ds"):
+            backend.sample()
+    finally:
+        backend.close()

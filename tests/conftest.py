@@ -72,6 +72,20 @@ def require_binary(name: str, *alternatives: str, install: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def sim_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default 2-node demo fleet run for 5 virtual seconds, its published state left in place.
+
+    Session-wide and read-only: tests that read a simulated fleet through a backend or an exporter
+    share it; a test that injects faults or changes files builds its own fleet instead.
+    """
+    from npuobs.simulator.fleet import Fleet, FleetConfig
+
+    state = tmp_path_factory.mktemp("sim")
+    Fleet(FleetConfig.default(), state).run(5)
+    return state
+
+
+@pytest.fixture(scope="session")
 def promtool_bin() -> str:
     return require_binary("promtool", install="apt-get install -y prometheus")
 

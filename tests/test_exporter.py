@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from exporterkit import OPENMETRICS_ACCEPT, get, log_stream_fixture, reading, samples, value, wait_until
 
 from npuobs.devices import registry
@@ -45,13 +44,6 @@ class StaticBackend(DeviceBackend):
 
     def sample(self) -> Snapshot:
         return self.snapshot
-
-
-@pytest.fixture(scope="module")
-def sim_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("sim")
-    Fleet(FleetConfig.default(), state).run(5)
-    return state
 
 
 def config(**kw) -> ExporterConfig:

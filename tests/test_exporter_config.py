@@ -23,7 +23,6 @@ from npuobs.devices import registry
 from npuobs.exporter import ConfigError, Exporter, ExporterConfig
 from npuobs.exporter.config import from_dict, load, override
 from npuobs.exporter.webconfig import load as load_web
-from npuobs.simulator.fleet import Fleet, FleetConfig
 from npuobs.stack import free_port, wait_http_ok
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -174,13 +173,6 @@ def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                     "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
                    check=True, capture_output=True, timeout=60)
     return cert, key
-
-
-@pytest.fixture(scope="module")
-def sim_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("sim")
-    Fleet(FleetConfig.default(), state).run(2)
-    return state
 
 
 def _get(url: str, ctx: ssl.SSLContext | None, auth: tuple[str, str] | None = None) -> int:

@@ -24,7 +24,6 @@ from npuobs.exporter import Exporter, ExporterConfig, PodResourcesConfig
 from npuobs.exporter.config import DEFAULT_DRIVER_NAMES, DEFAULT_RESOURCE_NAMES, ConfigError, load
 from npuobs.exporter.podresources import api_pb2, api_pb2_grpc
 from npuobs.exporter.podresources.client import Holder, PodRef, attribution_from
-from npuobs.simulator.fleet import Fleet, FleetConfig
 
 pytestmark = pytest.mark.integration
 
@@ -79,13 +78,6 @@ def kubelet() -> Iterator[Path]:
         server.start()
         yield path
         server.stop(grace=None)
-
-
-@pytest.fixture(scope="module")
-def sim_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("sim")
-    Fleet(FleetConfig.default(), state).run(2)
-    return state
 
 
 def test_exporter_attributes_claims_next_to_device_plugins(sim_state: Path, kubelet: Path) -> None:

@@ -20,7 +20,6 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AGGREGATION_TEMPORALITY_C
 from npuobs.devices.sim import SimBackend
 from npuobs.exporter import Exporter, ExporterConfig, OtlpConfig
 from npuobs.schema import LATENCY_BUCKETS
-from npuobs.simulator.fleet import Fleet, FleetConfig
 from npuobs.stack import free_port
 
 pytestmark = pytest.mark.integration  # real gRPC and HTTP OTLP receivers
@@ -51,13 +50,6 @@ class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
     def Export(self, request, context):  # noqa: N802 - generated service naming
         self.received.add(request)
         return metrics_service_pb2.ExportMetricsServiceResponse()
-
-
-@pytest.fixture(scope="module")
-def sim_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("sim")
-    Fleet(FleetConfig.default(), state).run(3)
-    return state
 
 
 @pytest.fixture

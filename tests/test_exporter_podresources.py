@@ -17,7 +17,6 @@ from exporterkit import get, log_stream_fixture, samples, value
 from npuobs.exporter import Exporter, ExporterConfig, PodResourcesConfig
 from npuobs.exporter.podresources import api_pb2, api_pb2_grpc
 from npuobs.exporter.podresources.client import PodResourcesError, PodResourcesWatcher
-from npuobs.simulator.fleet import Fleet, FleetConfig
 
 pytestmark = pytest.mark.integration  # a real gRPC PodResources server on a unix socket
 
@@ -63,13 +62,6 @@ def kubelet(short_dir: Path) -> Iterator[tuple[Path, FakeKubelet]]:
     server.start()
     yield path, servicer
     server.stop(grace=None)
-
-
-@pytest.fixture(scope="module")
-def sim_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    state = tmp_path_factory.mktemp("sim")
-    Fleet(FleetConfig.default(), state).run(2)
-    return state
 
 
 def exporter(sim_state: Path, sock: Path, timeout: float = 1.0) -> Exporter:

@@ -336,10 +336,10 @@ def test_long_passwords_and_unknown_users_get_401_in_constant_time(tmp_path: Pat
         assert not auth.check(_basic(user, f"guess{i}".encode()))
         return time.perf_counter() - t0
 
-    # minimum of several: what the work costs, without the noise of a busy machine
-    known = min(timed("alice", i) for i in range(7))
-    unknown = min(timed(f"mallory{i}", i) for i in range(7))
-    assert unknown > 0.5 * known, (unknown, known)  # before: microseconds vs a bcrypt round
+    # interleaved, minimum of several: what the work costs, without the bursts of a busy machine
+    pairs = [(timed("alice", i), timed(f"mallory{i}", i)) for i in range(9)]
+    known, unknown = min(k for k, _ in pairs), min(u for _, u in pairs)
+    assert unknown > 0.25 * known, pairs  # before: microseconds against a bcrypt round
 
 
 def test_tls_scrape_still_served(tmp_path: Path) -> None:

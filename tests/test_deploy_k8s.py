@@ -73,7 +73,16 @@ OPERATOR_SCHEMAS: dict[str, dict[str, Any]] = {
                                                                          "insecureSkipVerify": {"type": "boolean"}}},
                                             "basicAuth": {"type": "object", "additionalProperties": False,
                                                           "properties": {"username": _SECRET_KEY,
-                                                                         "password": _SECRET_KEY}}}}}}}}},
+                                                                         "password": _SECRET_KEY}},
+                                            # RelabelConfig (globalTier.cluster adds the cluster label)
+                                            "relabelings": {"type": "array", "items": {
+                                                "type": "object", "additionalProperties": False,
+                                                "properties": {
+                                                    "action": {"type": "string"}, "regex": {"type": "string"},
+                                                    "replacement": {"type": "string"},
+                                                    "separator": {"type": "string"},
+                                                    "sourceLabels": {"type": "array", "items": {"type": "string"}},
+                                                    "targetLabel": {"type": "string"}}}}}}}}}}},
     "PrometheusRule": {
         "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
         "properties": {

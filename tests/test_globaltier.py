@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import require_binary
 
 from npuobs.alerting import conventions as cv
@@ -116,3 +117,60 @@ def test_npuobs_scale_runs_and_writes_the_report(binaries: None, tmp_path: Path)
     markdown = tmp_path / "scale.md"
     assert subprocess.run([sys.executable, "-m", "npuobs.cli.main", "scale", "--nodes", "0",  # noqa: S603
                            "--report", str(markdown)], capture_output=True, timeout=60).returncode == 2
+
+
+def test_compose_global_profile_configs_pass_the_real_tools(binaries: None) -> None:
+    """The compose profile's vmagent scrape config and vmalert rule files, through their mounts."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert all(services[s].get("profiles") == ["global"] for s in ("victoria-metrics", "vmagent", "vmalert"))
+
+    def host(service: str, flag: str) -> list[Path]:
+        out = []
+        for arg in services[service]["command"]:
+            if arg.startswith(f"-{flag}="):
+                path = arg.split("=", 1)[1]
+                for volume in services[service]["volumes"]:
+                    src, dst = volume.split(":")[:2]
+                    if src.startswith(".") and path.startswith(dst):
+                        out.append(REPO / src / Path(path).relative_to(dst))
+        assert out, f"{service}: no mounted -{flag}"
+        return out
+
+    (scrape,) = host("vmagent", "promscrape.config")
+    result = subprocess.run([require_binary("vmagent", install="apt-get install -y victoria-metrics"),  # noqa: S603
+                             "-dryRun", f"-promscrape.config={scrape}"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    rules = host("vmalert", "rule")
+    assert {p.name for p in rules} == {globaltier.CLUSTER_RULES_FILE, globaltier.GLOBAL_RULES_FILE}
+    assert vmalert_dry_run(rules).returncode == 0
+    assert "-remoteWrite.label=cluster=demo" in services["vmagent"]["command"]
+
+
+def test_helm_global_tier_values_render_valid_objects(binaries: None, tmp_path: Path) -> None:
+    """globalTier.cluster: the ServiceMonitor adds the cluster label, the PrometheusRule carries the cluster
+    rules, a ConfigMap the global rules; every object validates offline like the default render."""
+    from test_deploy_k8s import _validate
+
+    from npuobs.deploy.chart import render_chart
+    from npuobs.deploy.sync import CHART_DIR
+
+    objects = {(o["kind"], o["metadata"]["name"]): o
+               for _, o in render_chart(REPO / CHART_DIR, {"globalTier": {"cluster": "eu-1"}})}
+    _validate(list(objects.values()))
+    monitor = objects[("ServiceMonitor", "npuobs")]
+    assert monitor["spec"]["endpoints"][0]["relabelings"] == [{"targetLabel": "cluster", "replacement": "eu-1"}]
+    rule_groups = objects[("PrometheusRule", "npuobs-rules")]["spec"]["groups"]
+    assert rule_groups[0]["name"] == globaltier.GROUP_CLUSTER_PREAGG
+    cluster_rules, global_rules = tmp_path / "cluster.yaml", tmp_path / "global.yaml"
+    cluster_rules.write_text(yaml.safe_dump({"groups": rule_groups}, sort_keys=False))
+    global_rules.write_text(objects[("ConfigMap", "npuobs-global-rules")]["data"]["global-rules.yaml"])
+    promtool = require_binary("promtool", install="apt-get install -y prometheus")
+    for path in (cluster_rules, global_rules):
+        result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True,  # noqa: S603
+                                timeout=60, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert vmalert_dry_run([cluster_rules, global_rules]).returncode == 0
+    default = {(o["kind"], o["metadata"]["name"]) for _, o in render_chart(REPO / CHART_DIR)}
+    assert ("ConfigMap", "npuobs-global-rules") not in default

@@ -36,6 +36,10 @@ from npuobs.deploy.template import TemplateError
 CHART_DIR = Path("deploy/helm/npuobs")
 MANIFESTS_DIR = Path("deploy/manifests")
 CHART_RULES_FILE = CHART_DIR / "files" / "prometheus-rules.yaml"
+# the global tier (values globalTier.cluster): cluster rules for the in-cluster Prometheus, global
+# SLO rules for the global rule engine (alerts/generated/{cluster,global}-rules.yaml)
+CHART_CLUSTER_RULES_FILE = CHART_DIR / "files" / "cluster-rules.yaml"
+CHART_GLOBAL_RULES_FILE = CHART_DIR / "files" / "global-rules.yaml"
 COMPOSE_ALERTMANAGER_FILE = Path("deploy/compose/alertmanager.yml")
 SLO_SPEC = Path("alerts/slo.yaml")
 GENERATED_PROMETHEUS_RULE = Path("alerts/generated") / cv.PROMETHEUS_RULE_FILE
@@ -53,6 +57,13 @@ def chart_rules_file(root: Path) -> str:
     header = (f"# Copied from {GENERATED_PROMETHEUS_RULE} (its spec) by `{REGENERATE}`; do not edit.\n"
               f"# templates/prometheusrule.yaml embeds it with .Files.Get.\n")
     return dump_yaml(crd["spec"], header)
+
+
+def chart_tier_rules_file(root: Path, name: str) -> str:
+    """A copy of a generated global-tier rule file (``groups:``) for the chart."""
+    doc = yaml.safe_load((root / "alerts" / "generated" / name).read_text(encoding="utf-8"))
+    header = f"# Copied from alerts/generated/{name} by `{REGENERATE}`; do not edit.\n"
+    return dump_yaml(doc, header)
 
 
 def compose_alertmanager_config(root: Path) -> str:
@@ -101,6 +112,8 @@ def expected_files(root: Path) -> dict[Path, str]:
     The chart's rules copy comes first: rendering the manifests reads it.
     """
     return {CHART_RULES_FILE: chart_rules_file(root),
+            CHART_CLUSTER_RULES_FILE: chart_tier_rules_file(root, "cluster-rules.yaml"),
+            CHART_GLOBAL_RULES_FILE: chart_tier_rules_file(root, "global-rules.yaml"),
             COMPOSE_ALERTMANAGER_FILE: compose_alertmanager_config(root)}
 
 

@@ -86,6 +86,14 @@ def sim_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def quantized():  # -> npuobs.simulator.model.QuantizedModel (frozen: safe to share)
+    """The simulator's INT8 model, trained and calibrated once for the session."""
+    from npuobs.simulator.model import QuantizedModel, load_dataset, train_fp32
+
+    return QuantizedModel.from_fp32(train_fp32(), load_dataset().x_calib)
+
+
+@pytest.fixture(scope="session")
 def promtool_bin() -> str:
     return require_binary("promtool", install="apt-get install -y prometheus")
 

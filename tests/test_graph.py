@@ -28,11 +28,6 @@ HEALTHY_SEQUENCE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def quantized() -> QuantizedModel:
-    return QuantizedModel.from_fp32(train_fp32(), load_dataset().x_calib)
-
-
 def test_device_models_support_the_healthy_graph_but_not_gelu() -> None:
     assert set(DEVICE_OP_SETS) == {"RNGD", "ATOM", "Inferentia2", "Gaudi2"}
     for supported in DEVICE_OP_SETS.values():

@@ -20,11 +20,6 @@ from npuobs.simulator.model import (
 )
 
 
-@pytest.fixture(scope="module")
-def quantized() -> QuantizedModel:
-    return QuantizedModel.from_fp32(train_fp32(), load_dataset().x_calib)
-
-
 def _random_int8(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return rng.integers(-INT8_MAX, INT8_MAX + 1, size=shape, dtype=np.int8)
 

@@ -152,6 +152,8 @@ CASES: dict[str, tuple[Any, str]] = {
     "dashboards --cost-per-kwh nan": (lambda w: ["dashboards", "generate", "--out", str(w["root"] / "d"),
                                                  "--cost-per-kwh", "nan"], "--cost-per-kwh"),
     "demo --duration 0s": (lambda w: ["demo", "--duration", "0s"], "--duration"),
+    "alerts maintenance --alertmanager notaurl": (lambda w: ["alerts", "maintenance", "list", "--alertmanager",
+                                                             "notaurl"], "--alertmanager"),
     "fleet tick_seconds as a string": (lambda w: ["sim", "run", "--fleet", str(w["tick-string"]), "--state-dir",
                                                   str(w["root"] / "run")], "tick_seconds must be a number"),
 }
@@ -304,6 +306,10 @@ def bad_invocation(draw: st.DrawFn, w: dict[str, Path]) -> list[str]:
         "alerts generate --out": lambda: ["alerts", "generate", "--out", str(w["file"] / "sub")],
         "dashboards generate --slo": lambda: ["dashboards", "generate", "--slo", spec(), "--out", out],
         "slo report --prometheus": lambda: ["slo", "report", "--prometheus", draw(BAD_URL)],
+        "alerts maintenance --alertmanager": lambda: ["alerts", "maintenance", "list", "--alertmanager",
+                                                      draw(BAD_URL)],
+        "remediate URLs": lambda: [*_remediate_base(w), draw(st.sampled_from(
+            ["--control-url", "--alertmanager", "--prometheus", "--grafana-url", "--pagerduty-url"])), draw(BAD_URL)],
         "slo report --slo": lambda: ["slo", "report", "--prometheus", "http://127.0.0.1:1", "--slo", spec()],
         "gameday --soak": lambda: ["gameday", "--soak", draw(BAD_DURATION)],
         "gameday --speed": lambda: ["gameday", "--scenario", "F1", "--speed", draw(_floats_outside(0.01, 1e6))],

@@ -17,7 +17,7 @@ from npuobs.alerting.burnrate import DEFAULT_POLICY, POLICIES
 from npuobs.alerting.generate import ToolMissing, check, render, write
 from npuobs.alerting.slo_spec import SpecError
 from npuobs.amapi import AlertmanagerAPI, AlertmanagerError
-from npuobs.cli.argtypes import duration_seconds, output_dir
+from npuobs.cli.argtypes import duration_seconds, http_url, output_dir
 from npuobs.cli.errors import CliError
 from npuobs.config import Config
 from npuobs.durations import format_duration
@@ -69,7 +69,7 @@ def _register_maintenance(sub: argparse._SubParsersAction) -> None:
                                    "SLO burn alerts carry no node label and stay live: if the drained capacity "
                                    "hurts users, someone is still paged.")
     common = argparse.ArgumentParser(add_help=False)  # every action takes it, after the action's name
-    common.add_argument("--alertmanager",
+    common.add_argument("--alertmanager", type=http_url,
                         default=os.environ.get("NPUOBS_ALERTMANAGER_URL", DEFAULT_ALERTMANAGER_URL),
                         help="Alertmanager base URL (default $NPUOBS_ALERTMANAGER_URL or %(default)s)")
     msub = m.add_subparsers(dest="maintenance_command", metavar="ACTION", required=True)

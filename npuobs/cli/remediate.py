@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from npuobs.cli.argtypes import duration_seconds
+from npuobs.cli.argtypes import duration_seconds, http_url
 from npuobs.cli.errors import CliError
 
 
@@ -27,20 +27,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", type=Path, help="policy file (default: the shipped remediation.yaml)")
     p.add_argument("--enable", action="store_true", help="act (default: dry-run unless the policy enables it)")
     p.add_argument("--listen", default="127.0.0.1:9481", help="webhook listen address (default 127.0.0.1:9481)")
-    p.add_argument("--control-url", help="the serving plane's control API (e.g. npuobs sim run --control-listen)")
+    p.add_argument("--control-url", type=http_url,
+                   help="the serving plane's control API (e.g. npuobs sim run --control-listen)")
     p.add_argument("--control-token-file", type=Path, help="bearer token for the control API")
     p.add_argument("--control-basic-auth-file", type=Path, help="'user:password' for the control API")
-    p.add_argument("--alertmanager", help="Alertmanager URL, for maintenance silences (without it: refuse to act)")
-    p.add_argument("--prometheus", help="Prometheus URL, for capacity, device family and verification")
+    p.add_argument("--alertmanager", type=http_url,
+                   help="Alertmanager URL, for maintenance silences (without it: refuse to act)")
+    p.add_argument("--prometheus", type=http_url, help="Prometheus URL, for capacity, device family and verification")
     p.add_argument("--state-dir", type=Path,
                    help="private state directory (default $XDG_RUNTIME_DIR/remediate or ~/.local/state/npuobs/...)")
     p.add_argument("--audit-log", type=Path, help="JSON-lines audit log (default <state-dir>/audit.jsonl)")
     p.add_argument("--verify-interval", type=duration_seconds, default=5.0,
                    help="how often verification queries Prometheus (default 5s)")
-    p.add_argument("--grafana-url", help="Grafana base URL: every decision becomes an annotation")
+    p.add_argument("--grafana-url", type=http_url, help="Grafana base URL: every decision becomes an annotation")
     p.add_argument("--grafana-token-file", type=Path, help="Grafana service-account token")
     p.add_argument("--grafana-dashboard-uid", help="annotate this dashboard only (default: organisation-wide)")
-    p.add_argument("--pagerduty-url", help="PagerDuty Events API v2 enqueue URL, for notes and pages")
+    p.add_argument("--pagerduty-url", type=http_url, help="PagerDuty Events API v2 enqueue URL, for notes and pages")
     p.add_argument("--routing-key-file-page", type=Path, help="PagerDuty integration key of the page service")
     p.add_argument("--routing-key-file-ticket", type=Path, help="PagerDuty integration key of the ticket service")
     p.set_defaults(func=run)

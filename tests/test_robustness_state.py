@@ -148,3 +148,27 @@ def test_streaming_vendor_source_that_stops_reporting_fails(tmp_path: Path) -> N
             backend.sample()
     finally:
         backend.close()
+
+
+def test_new_counter_epoch_is_visible_in_the_exposition(tmp_path: Path) -> None:
+    """Item 3: when no copy of a device's counters is readable, the scrape shows it: the epoch-start
+    gauge moves and one driver reset is counted."""
+    from npuobs.simulator.fleet import Fleet, FleetConfig
+
+    def scrape() -> bytes:
+        config = ExporterConfig(backend="sim", node="n", state_dir=tmp_path, listen="127.0.0.1:0", interval=60)
+        with Exporter(config).start() as exp:
+            return _metrics(exp)
+
+    Fleet(FleetConfig.single_node(1, node="n"), tmp_path).run(30)
+    before = scrape()
+    path = device_file(tmp_path, "n", "0")
+    for p in (path, previous_file(path)):
+        p.write_bytes(p.read_bytes()[:50])
+    Fleet(FleetConfig.single_node(1, node="n"), tmp_path).run(2)
+    after = scrape()
+    epoch = "npu_counters_epoch_start_timestamp_seconds"
+    assert value(after, epoch, device="0") > value(before, epoch, device="0")
+    # (the default profile sums resets over their reason)
+    assert value(before, "npu_resets_total", device="0") == 0
+    assert value(after, "npu_resets_total", device="0") == 1

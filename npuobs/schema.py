@@ -156,7 +156,7 @@ METRICS: tuple[MetricSpec, ...] = (
     _d("npu_device_up", G, "", "1 when the device answers its backend, 0 when it is known but absent or offline.",
        ("F1",)),
     _d("npu_device_healthy", G, "", "1 when the backend reports the device healthy (no fatal error state).",
-       ("F1", "F8"), profile=STD),
+       ("F1", "F8")),
     MetricSpec("npu_device_info", MetricType.INFO, "",
                "Device identity and driver/firmware/runtime versions; the value is always 1.",
                INFO_LABELS, ("F6",)),
@@ -176,7 +176,7 @@ METRICS: tuple[MetricSpec, ...] = (
        ("availability",), grafana_unit="joule", profile=STD),
     # --- device: load, memory, clocks
     _d("npu_utilization_ratio", G, "ratio", "Fraction of time the compute units were busy (0-1).",
-       ("F2", "F7"), grafana_unit="percentunit", profile=STD),
+       ("F2", "F7"), grafana_unit="percentunit"),
     _d("npu_memory_used_bytes", G, "bytes", "Device memory in use.", ("F4",), grafana_unit="bytes", profile=STD),
     _d("npu_memory_total_bytes", G, "bytes", "Device memory capacity.", ("F4",), grafana_unit="bytes",
        profile=STD),

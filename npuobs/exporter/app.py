@@ -24,7 +24,7 @@ from __future__ import annotations
 import html
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -154,7 +154,7 @@ class Exporter:
                 "collector": outcome.result.source, "node": self.config.node, "device": dev, "error": message}})
         self._record(outcome.result, logged=snap is not None)
         self._latest = snap
-        self.cache.update(self._families(snap))
+        self.cache.update(self._families(snap))  # built and rendered when first scraped (render.py)
         self._first_sample.set()
 
     def _vanished(self, snap: Snapshot) -> dict[str, str]:
@@ -172,7 +172,10 @@ class Exporter:
         self._reported_vanished = set(vanished)
         return vanished
 
-    def _families(self, snap: Snapshot | None) -> list[Metric]:
+    def _families(self, snap: Snapshot | None) -> Callable[[], list[Metric]]:
+        """The recipe for this sample's families: its inputs are fixed now (vanished devices and pod
+        attribution are tracked per sample), the building, the profile pass and the rendering wait
+        for the first scrape of the snapshot (a snapshot nobody scrapes costs none of it)."""
         vanished: dict[str, str] = {}
         attribution = None
         if snap is not None:
@@ -181,7 +184,8 @@ class Exporter:
         pr = self.config.podresources
         inputs = Inputs(self.config.node, snap, self.health.statuses(), __version__, vanished, attribution,
                         pr.resource_names, pr.driver_names)
-        return profiles.apply(build_families(inputs), self.config.profile)
+        profile = self.config.profile
+        return lambda: profiles.apply(build_families(inputs), profile)
 
     def _attribution(self) -> PodAttribution | None:
         """Run the PodResources source (when on); None when it is off, absent or failed."""

@@ -67,17 +67,29 @@ class MetricsServer:
                 return lambda: self._route(path, request) if auth.check(header) else _UNAUTHORIZED
             if not verdict:
                 return _UNAUTHORIZED
+        if path == "/metrics":
+            return self._metrics(request)
         return self._route(path, request)
 
+    def _metrics(self, request: Request) -> Response | Callable[[], Response]:
+        """Cached bytes on the event loop; the first scrape of a snapshot in a format renders it in the
+        worker pool (render.py), so a render never stalls other connections."""
+        rendered = self.cache.current
+        if rendered is None:
+            return Response(503, b"no sample yet\n")
+        content_type = negotiate(request.headers.get("accept"))
+        gzip_ok = "gzip" in request.headers.get("accept-encoding", "")
+        headers = {"Content-Encoding": "gzip"} if gzip_ok else {}
+
+        def answer() -> Response:
+            return Response(200, rendered.body(content_type, gzip_ok), content_type, headers)
+
+        return answer() if rendered.is_ready(content_type, gzip_ok) else answer
+
     def _route(self, path: str, request: Request) -> Response:
-        if path == "/metrics":
-            rendered = self.cache.current
-            if rendered is None:
-                return Response(503, b"no sample yet\n")
-            content_type = negotiate(request.headers.get("accept"))
-            gzip_ok = "gzip" in request.headers.get("accept-encoding", "")
-            return Response(200, rendered.body(content_type, gzip_ok), content_type,
-                            {"Content-Encoding": "gzip"} if gzip_ok else {})
+        if path == "/metrics":  # already off the event loop (after a bcrypt check): render here
+            answer = self._metrics(request)
+            return answer if isinstance(answer, Response) else answer()
         if path == "/healthz":
             ok = self.healthy()
             return Response(200 if ok else 503, b"ok\n" if ok else b"sampler stopped\n")

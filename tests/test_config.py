@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import yaml
 
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.generate import render as render_rules
-from npuobs.alerting.slo_spec import SpecError
+from npuobs.alerting.slo_spec import SpecError, _is_duration
 from npuobs.cli.main import main
 from npuobs.config import Config
 from npuobs.dashboards.generate import render as render_dashboards
@@ -36,16 +37,20 @@ def test_default_config_is_the_packaged_spec_with_default_thresholds() -> None:
     assert "NpuCpuFallbackHigh" in config.known_alerts
 
 
+def _other_value(name: str, default: object) -> object:
+    """A valid value different from the default, for any threshold (new ones included)."""
+    if name == "latency_slo_seconds":
+        return 0.25  # must be a latency bucket edge
+    if isinstance(default, float):
+        return default / 2
+    return "2h" if _is_duration(default) else "golden"
+
+
 def test_every_threshold_is_overridable(tmp_path: Path) -> None:
-    values = {"temperature_margin_celsius": 7, "throttle_for": "15m", "accuracy_delta_max_ratio": 0.03,
-              "cpu_fallback_max_ratio": 0.08, "tenant_latency_spread_max": 3, "tenant_latency_p99_floor_seconds": 0.05,
-              "device_error_rate_max_per_second": 0.02, "resets_per_hour_max": 5, "utilization_high_ratio": 0.8,
-              "memory_high_ratio": 0.95, "latency_slo_seconds": 0.25, "version_mismatch_for": "2h",
-              "canary_tenant": "golden"}
-    assert set(values) == set(Thresholds.__dataclass_fields__), "a new threshold must be overridable here too"
+    values = {f.name: _other_value(f.name, f.default) for f in dataclasses.fields(Thresholds)}
     config = Config.load(_spec_with(tmp_path, values))
     for name, value in values.items():
-        assert getattr(config.thresholds, name) == value
+        assert getattr(config.thresholds, name) == value != getattr(Thresholds(), name)
     # the spec's built-in SLIs use the overridden canary tenant and latency threshold
     latency = next(s for s in config.spec.slos if s.sli == "latency")
     assert 'le="0.25"' in (latency.good_query or "") and 'tenant!="golden"' in latency.total_query
@@ -66,6 +71,7 @@ def test_a_threshold_moves_the_alert_and_the_dashboard_line_together(tmp_path: P
     ({"cpu_fallback_max_ratio": "5%"}, "thresholds.cpu_fallback_max_ratio: must be a non-negative number"),
     ({"resets_per_hour_max": True}, "thresholds.resets_per_hour_max: must be a non-negative number"),
     ({"throttle_for": "ten minutes"}, "thresholds.throttle_for:"),
+    ({"capacity_demand_lookback": "a while"}, "thresholds.capacity_demand_lookback:"),
     ({"canary_tenant": 'a"b'}, "thresholds.canary_tenant: must be a label value"),
     ({"latency_slo_seconds": 0.2}, "thresholds.latency_slo_seconds: 0.2 is not a bucket edge"),
     ([1, 2], "thresholds: must be a mapping"),

@@ -16,7 +16,7 @@ from test_corpus import PARSERS, expectation_files, sample_path
 
 from npuobs.devices.base import BackendError, DeviceReading
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # a long property search (like the vendor fuzz modules): out of the unit loop
 
 
 def _seeds() -> list[tuple[str, str, str]]:

@@ -153,7 +153,8 @@ def parse_spec(doc: Any, where: str, thresholds: Thresholds = THRESHOLDS) -> Spe
 def parse_thresholds(doc: Any, where: str, base: Thresholds = THRESHOLDS) -> Thresholds:
     """``base`` with the values of a ``thresholds:`` mapping, each checked against the field's type.
 
-    Numbers must be numbers (not booleans or strings), ``*_for`` values Prometheus durations, and
+    Numbers must be numbers (not booleans or strings), a threshold whose default is a duration
+    (``throttle_for: 5m``, lookbacks) a Prometheus duration, any other string a plain label value, and
     ``latency_slo_seconds`` a bucket edge of the latency histogram (the SLI counts ``le`` buckets).
     """
     if not isinstance(doc, dict):
@@ -169,7 +170,7 @@ def parse_thresholds(doc: Any, where: str, base: Thresholds = THRESHOLDS) -> Thr
             value = float(value)
         elif not isinstance(value, str) or not value:
             raise SpecError(f"{where}: {key}: must be a non-empty string, got {value!r}")
-        elif name.endswith("_for"):
+        elif _is_duration(fields[name].default):
             try:
                 parse_duration(value)
             except ValueError as exc:
@@ -420,3 +421,11 @@ def _unique(slos: tuple[SLO, ...] | list[SLO], where: str) -> None:
         if slo.name in seen:
             raise SpecError(f"{where}: slos: duplicate SLO name {slo.name!r}")
         seen.add(slo.name)
+
+
+def _is_duration(value: Any) -> bool:
+    try:
+        parse_duration(value)
+    except (ValueError, TypeError):
+        return False
+    return True

@@ -22,6 +22,7 @@ from npuobs.stack.proc import StackError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from npuobs.gameday.remediation import SCENARIOS as REMEDIATION_SCENARIOS
     from npuobs.gameday.scenarios import SCENARIOS
 
     p = subparsers.add_parser(
@@ -29,8 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Game days: inject each failure mode into the embedded stack (simulated fleet, exporters, "
                     "real Prometheus + Alertmanager, PagerDuty sink) and grade detection, severity, routing and "
                     "runbook. --soak runs healthy diurnal load in virtual time and counts pages.")
-    p.add_argument("--scenario", action="append", choices=tuple(SCENARIOS), metavar="NAME",
-                   help="run only this scenario (repeatable; default: all). One of: " + ", ".join(SCENARIOS))
+    names = tuple(SCENARIOS) + tuple(n for n in REMEDIATION_SCENARIOS if n not in SCENARIOS)
+    p.add_argument("--scenario", action="append", choices=names, metavar="NAME",
+                   help="run only this scenario (repeatable; default: all). One of: " + ", ".join(SCENARIOS)
+                   + "; with --remediate: " + ", ".join(REMEDIATION_SCENARIOS))
     p.add_argument("--list", action="store_true", help="list the scenarios and what each expects, then exit")
     p.add_argument("--report", type=Path, help="write the report here (.json: JSON, anything else: Markdown)")
     p.add_argument("--json", type=Path, help="also write the JSON report here")
@@ -51,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=duration_seconds, default=30.0,
                    help="drills: let the stack run this long before the first drill (default 30s)")
     p.add_argument("--strict", action="store_true", help="drills: unexpected alerts fail the scenario too")
+    p.add_argument("--remediate", action="store_true",
+                   help="run the remediation scenarios with npuobs remediate off (dry-run) and on, side by side "
+                        "(docs/remediation.md)")
+    p.add_argument("--window", type=duration_seconds, default=120.0,
+                   help="--remediate: how long each run watches before clearing (default 2m)")
     p.add_argument("--workdir", type=Path, help="keep the stack's or soak's files here (default: a temp dir)")
     soak = p.add_argument_group("soak (virtual time)")
     soak.add_argument("--soak", type=duration_seconds, metavar="DURATION",
@@ -78,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         return _list()
     if args.soak is not None:
         return _soak(args)
+    if args.remediate:
+        return _remediate(args)
     return _drills(args)
 
 
@@ -121,8 +131,48 @@ def _soak(args: argparse.Namespace) -> int:
     except (StackError, FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from None
     sys.stdout.write(soak_text(result))
-    _write(args, soak_markdown(result), soak_json(result))
+    doc, markdown = soak_json(result), soak_markdown(result)
+    if args.remediate:
+        from npuobs.gameday.remediation import soak_remediation
+
+        doc["remediation"] = rem = soak_remediation(result.pages + result.tickets)
+        line = (f"\nRemediation (policy rules, {rem['policy']}): {rem['actions']} actions for "
+                f"{rem['fired_alerts']} fired alerts.\n")
+        sys.stdout.write(line)
+        markdown += line
+    _write(args, markdown, doc)
     return 1 if result.pages else 0
+
+
+def _remediate(args: argparse.Namespace) -> int:
+    from npuobs.gameday.remediation import (
+        SCENARIOS,
+        RemediationOptions,
+        remediation_json,
+        remediation_markdown,
+        run_remediation_gameday,
+    )
+
+    names = args.scenario or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise CliError(f"--remediate runs {', '.join(SCENARIOS)}; not: {', '.join(unknown)}")
+    for_cap = "10s" if args.for_cap == "30s" else args.for_cap  # 30s is the drills' default; remediation: 10s
+    try:
+        parse_duration(for_cap)
+    except ValueError as exc:
+        raise CliError(f"--for-cap: {exc}") from None
+    options = RemediationOptions(speed=args.speed, for_cap=for_cap, window_seconds=args.window,
+                                 warmup_seconds=args.warmup)
+    try:
+        outcomes, wall = run_remediation_gameday(names, options, args.workdir,
+                                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except (StackError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    markdown = remediation_markdown(outcomes, options, wall)
+    sys.stdout.write(markdown)
+    _write(args, markdown, remediation_json(outcomes, options, wall))
+    return 0 if all(o.verdict == "ok" for o in outcomes) else 1
 
 
 def _drills(args: argparse.Namespace) -> int:

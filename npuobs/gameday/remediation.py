@@ -191,7 +191,9 @@ class _Loop:
             self.stack.inject(s.fault, node=run.node, device=run.device)
 
     def clean(self, s: RemediationScenario, runs: Sequence[Run]) -> None:
-        """Undo the fault and whatever remediation did, then let the harm windows empty."""
+        """Undo the fault and whatever remediation did, then let the harm windows empty. The controller
+        is in dry-run meanwhile: alerts still winding down must not act on the drill's own clean-up."""
+        self.controller.enabled = False
         for run in runs:
             if run.node:
                 self.stack.clear(node=run.node, device=run.device)
@@ -286,6 +288,13 @@ def _guardrail(loop: _Loop, s: RemediationScenario) -> tuple[RunResult, dict[str
                             for e in loop.decisions_since(t0)]
         result.budget_spent = loop.budget(s.sli, max(time.time() - t0, 1))
     finally:
+        # end the fault inside the window: an alert still firing when the silence ends is delivered (and
+        # rightly acted on), which is not what this drill measures
+        loop.controller.enabled = False
+        loop.stack.clear(node=s.on.node, device=s.on.device)
+        loop.wait(loop.o.window_seconds, lambda: not [
+            a for a in loop.prom.alerts() if a["labels"].get("alertname") == s.alert
+            and a["labels"].get("node") == s.on.node and a["labels"].get("device") == s.on.device])
         for i in ids:
             loop.stack.alertmanager.expire_silence(i)
         loop.clean(s, [s.on])

@@ -303,16 +303,21 @@ DISTINCT_VERSIONS = DerivedSeries(
     ("F6",), "Distinct driver/firmware/runtime versions per vendor and hardware model (> 1: version skew).",
     variant_label="component", variants=("driver", "firmware", "runtime"))
 
-# per request, not per second: a reset's burst of ~10 failed queued requests is noise at any load
+# Per request, not per second: a reset's burst of ~10 failed queued requests is noise at any load. The
+# standard profile counts requests per node (the device label is debug-only), so a device's requests are its
+# node's over the node's devices (the load balancer spreads them evenly); the debug profile gives the same.
 DEVICE_ERRORS_PER_REQUEST = DerivedSeries(
     "npuobs:npu_device_errors_per_request:ratio_rate5m", DEVICE_LABELS,
-    'sum by ($by) (rate(npu_errors_total{kind!="ecc_corrected"}[5m]))\n/ on (node, device) group_left ()\n'
-    "(\n  sum by (node, device) (rate(npu_inference_requests_total[5m])) > 0\n)",
+    'sum by ($by) (rate(npu_errors_total{kind!="ecc_corrected"}[5m]))\n/ on (node) group_left ()\n'
+    "(\n  sum by (node) (rate(npu_inference_requests_total[5m]))\n  / count by (node) (npu_device_up)\n  > 0\n)",
     ("F1", "F8"), "Device errors (corrected ECC excluded) per inference request over 5 minutes (0-1).")
+# Mismatches keep the device in every profile, checks only in debug: every device of a node runs the same
+# canary at the same cadence, so a device's checks are its node's over the node's devices serving the model.
 GOLDEN_MISMATCH_RATIO = DerivedSeries(
     "npuobs:npu_golden_mismatches_per_check:ratio_rate5m", ("node", "device", "model"),
-    "sum by ($by) (increase(npu_golden_mismatches_total[5m]))\n/\n"
-    "(\n  sum by ($by) (increase(npu_golden_checks_total[5m])) > 0\n)",
+    "sum by ($by) (increase(npu_golden_mismatches_total[5m]))\n/ on (node, model) group_left ()\n"
+    "(\n  sum by (node, model) (increase(npu_golden_checks_total[5m]))\n"
+    "  / count by (node, model) (group by (node, device, model) (npu_golden_mismatches_total))\n  > 0\n)",
     ("F8", "F3", "accuracy"), "Golden-output canary mismatches per check over 5 minutes (0-1).")
 
 DERIVED: tuple[DerivedSeries, ...] = (CPU_FALLBACK_RATIO, LATENCY_P99, TENANT_P99_SPREAD, DEVICE_ERROR_RATE,

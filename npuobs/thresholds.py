@@ -58,6 +58,18 @@ class Thresholds:
     memory_high_ratio: float = 0.9
     # latency SLI threshold (seconds); must be a bucket edge of schema.LATENCY_BUCKETS
     latency_slo_seconds: float = 0.1
+    # cost: what a device-hour costs, a host CPU core-hour, a kWh (cost per successful inference)
+    device_hour_cost: float = 1.0
+    host_cpu_core_hour_cost: float = 0.05
+    energy_kwh_cost: float = 0.15
+    # cost: host CPU power per busy core (CPU-fallback ops burn host energy the device does not report)
+    host_cpu_watts_per_core: float = 15.0
+    # cost: energy or cost per successful inference above this multiple of its own baseline tickets
+    cost_anomaly_ratio: float = 1.15
+    # cost: the baseline: the mean over this window, ending cost_baseline_offset ago (a step change, not drift)
+    cost_baseline_window: str = "30m"
+    cost_baseline_offset: str = "10m"
+    cost_anomaly_for: str = "5m"
     # F6: distinct versions side by side for longer than this is a stuck rollout, not an upgrade in flight
     version_mismatch_for: str = "1h"
     # the synthetic golden-check tenant: measured by the accuracy SLI, kept out of the user-facing

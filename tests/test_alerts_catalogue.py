@@ -29,7 +29,8 @@ PROMQL_WORDS = frozenset("""
 """.split())
 # Series Prometheus itself creates for every target.
 PROMETHEUS_SERIES = frozenset({"up"})
-FAILURE_MODES = {*schema.FAILURE_MODES, cv.FAILURE_MODE_SLO, cv.FAILURE_MODE_SELF, cv.FAILURE_MODE_CAPACITY}
+FAILURE_MODES = {*schema.FAILURE_MODES, cv.FAILURE_MODE_SLO, cv.FAILURE_MODE_SELF, cv.FAILURE_MODE_CAPACITY,
+                 cv.FAILURE_MODE_COST}
 
 
 def _rules() -> list[dict[str, Any]]:

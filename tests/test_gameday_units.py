@@ -42,7 +42,7 @@ def test_generated_recording_rules_split_into_dependency_levels() -> None:
     groups, alerts = load_rules(RULES)
     levels = dependency_levels(groups)
     names = [{r["record"] for g in level for r in g["rules"]} for level in levels]
-    assert len(levels) == 3
+    assert len(levels) == 4  # ... cost per success -> its baseline
     assert cv.slo_error_ratio("5m") in names[0] and cv.SLO_OBJECTIVE in names[0]
     assert {cv.SLO_PERIOD_BURN_RATE, cv.TENANT_P99_SPREAD} <= names[1]
     assert cv.SLO_ERROR_BUDGET_REMAINING in names[2] and cv.SERVING_PROJECTED_UTILIZATION in names[2]

@@ -38,12 +38,16 @@ ON_DEVICE = "NPU {{ $labels.device }} ({{ $labels.vendor }}) on node {{ $labels.
 
 def serving(job: str, lookback: str | None) -> str:
     """(cluster, node, device, model) for every device that served a model within ``lookback`` (None: that
-    is scraped serving it now): which SLOs a device's loss can hurt. Read from the runtime's request
-    counters, which name the served model."""
-    series = f'{schema.metric("npu_inference_requests_total").name}{{job="{job}"}}'
-    if lookback:
-        series = f"last_over_time({series}[{lookback}])"
-    return f"group by ({DEVICE}, model) ({series})"
+    is scraped serving it now): which SLOs a device's loss can hurt. Read from the per-device canary series
+    (every profile keeps its device label) and, where they carry one (the debug profile), the request
+    counters."""
+    out = []
+    for name in ("npu_golden_mismatches_total", "npu_inference_requests_total"):
+        series = f'{schema.metric(name).name}{{job="{job}",device!=""}}'
+        if lookback:
+            series = f"last_over_time({series}[{lookback}])"
+        out.append(f"group by ({DEVICE}, model) ({series})")
+    return f"({out[0]} or {out[1]})"
 
 
 def down_serving(job: str, window: str, lookback: str) -> str:

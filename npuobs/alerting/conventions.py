@@ -36,6 +36,12 @@ SERVING_BUSY = "npuobs:serving_busy_devices:sum"  # sum of utilization of the av
 SERVING_DEMAND = "npuobs:serving_demand_busy_devices:max"  # busy devices, max over the demand lookback
 SERVING_PROJECTED_UTILIZATION = "npuobs:serving_projected_utilization:ratio"  # demand / available devices
 
+# --- cost per successful inference, per device and served model (labels: node, device, vendor, model)
+HOST_CPU_CORES = "npuobs:npu_host_cpu_cores:rate5m"  # host CPU cores busy with the device's fallback ops
+ENERGY_PER_SUCCESS = "npuobs:npu_energy_per_success:joules_rate5m"  # device + host energy / successes
+COST_PER_SUCCESS = "npuobs:npu_cost_per_success:dollars_rate5m"  # device-hour + energy + host CPU / successes
+# (each with a ``<name>:baseline`` recording: its own mean over the recent past)
+
 # --- cold start: share of a window this Prometheus holds data for (labels: window)
 DATA_COVERAGE = "npuobs:data_coverage:ratio"
 
@@ -44,6 +50,7 @@ GROUP_SLI = "npuobs-slo-sli"
 GROUP_SLO_BUDGET = "npuobs-slo-budget"
 GROUP_DEVICE_RECORDINGS = "npuobs-device-recordings"
 GROUP_CAPACITY_RECORDINGS = "npuobs-capacity-recordings"
+GROUP_COST_RECORDINGS = "npuobs-cost-recordings"
 GROUP_SLO_ALERTS = "npuobs-slo-alerts"
 GROUP_DEVICE_ALERTS = "npuobs-device-alerts"
 GROUP_FLEET_ALERTS = "npuobs-fleet-alerts"
@@ -55,6 +62,7 @@ SEVERITY_TICKET = "ticket"
 FAILURE_MODE_SLO = "SLO"
 FAILURE_MODE_SELF = "SELF"
 FAILURE_MODE_CAPACITY = "CAPACITY"
+FAILURE_MODE_COST = "COST"
 
 # --- SLO alert names, one per SLI category (page and ticket share the name, told apart by severity)
 SLO_BURN_ALERTS = {
@@ -69,6 +77,7 @@ ALERT_DEVICE_DOWN = "NpuDeviceDown"  # page: down and its SLO burning; ticket: d
 ALERT_DEVICE_ABSENT = "NpuDeviceAbsent"
 ALERT_CAPACITY_LOW = "NpuServingCapacityLow"
 ALERT_EXPORTER_DOWN = "NpuExporterDown"
+ALERT_COST_ANOMALY = "NpuCostPerInferenceHigh"
 
 # --- the incident: the labels Alertmanager groups by (one group = one PagerDuty incident per receiver)
 INCIDENT_LABELS = ("cluster", "service", "failure_mode", "node", "vendor", "model")

@@ -46,8 +46,10 @@ def with_vendor(expr: str) -> str:
     """``expr`` (by node, device, ...) with the device's ``vendor`` label from ``npu_device_info``: runtime
     series name the served model, not the vendor, and the vendor is part of the incident (PagerDuty's
     component, Alertmanager's grouping)."""
-    return (f"(\n{expr}\n)\n* on (node, device) group_left (vendor)\n"
-            f"max by (node, device, vendor) ({m('npu_device_info')})")
+    info = f"max by (node, device, vendor) ({m('npu_device_info')})"
+    # a series the info cannot name (no device label under a smaller profile) still alerts, without vendor
+    return (f"(\n{expr}\n)\n* on (node, device) group_left (vendor)\n{info}\n"
+            f"or\n(\n{expr}\n)\nunless on (node, device)\n{info}")
 
 
 def recently_down(job: str, window: str = "5m") -> str:

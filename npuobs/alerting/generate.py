@@ -15,6 +15,7 @@ from npuobs.alerting import globaltier
 from npuobs.alerting.amconfig import alertmanager_config
 from npuobs.alerting.capacity import capacity_alerts, capacity_recording_group
 from npuobs.alerting.composite import device_down_alerts
+from npuobs.alerting.cost import cost_alerts, cost_recording_group
 from npuobs.alerting.device_alerts import (
     device_alert_group,
     device_recording_group,
@@ -60,13 +61,15 @@ def build_rules(config: Config) -> RuleSet:
     spec = config.spec
     t = config.thresholds
     sli, budget, slo_alerts = slo_groups(spec, config.policy, t)
-    slo_alerts = replace(slo_alerts, rules=(*slo_alerts.rules, *capacity_alerts(t)))
+    # per model (and node): capacity and cost sit with the SLO alerts, not the per-device catalogue
+    slo_alerts = replace(slo_alerts, rules=(*slo_alerts.rules, *capacity_alerts(t), *cost_alerts(t)))
     down = device_down_alerts(spec, slo_windows(spec, config.policy), t)
     groups = (slo_alerts, device_alert_group(t, spec.fleet, down), fleet_alert_group(t, spec.fleet),
               exporter_alert_group(spec.fleet))
     slo_alerts, *device_groups = (_with_service(g, spec.service) for g in groups)
     return RuleSet(
-        recording=(sli, budget, device_recording_group(t), capacity_recording_group(t, spec.fleet)),
+        recording=(sli, budget, device_recording_group(t), capacity_recording_group(t, spec.fleet),
+                   cost_recording_group(t, spec.fleet)),
         slo_alerts=(slo_alerts,),
         device_alerts=tuple(device_groups),
     )

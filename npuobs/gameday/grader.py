@@ -202,6 +202,8 @@ class Grader:
             return True
         if scope == "instance":
             return labels.get("instance") in {self.instances.get(n) for n in scenario.nodes}
+        if scope == "node":
+            return labels.get("node") in scenario.nodes
         if scope == "model":
             models = {self.models[t] for t in scenario.targets if t in self.models}
             return labels.get("model") in models and labels.get("vendor") in {CATALOGUE[m].vendor for m in models}

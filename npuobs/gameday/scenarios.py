@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from npuobs.alerting import conventions as cv
 
 PAGE, TICKET = cv.SEVERITY_PAGE, cv.SEVERITY_TICKET
-SCOPES = ("device", "model", "instance", "fleet")
+SCOPES = ("device", "model", "instance", "node", "fleet")
 SLO_ALERTS = (*cv.SLO_BURN_ALERTS.values(), cv.ALERT_BUDGET_EXHAUSTED, cv.ALERT_SLI_ABSENT)
 MODEL_ALERTS = (*SLO_ALERTS, cv.ALERT_CAPACITY_LOW)  # about the served model: no device, no node
 
@@ -113,4 +113,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("driver-rollout", "driver rollout mismatching half the fleet", "F6",
        (("node-a", "0"), ("node-a", "2"), ("node-b", "0"), ("node-b", "2")), (Step("inject", "F6"),),
        (Expect("NpuVersionNotAllowed", TICKET, "F6"), Expect("NpuVersionMismatch", TICKET, "F6", "model"))),
+    # the last drill: CPU fallback on every device of node-a (cost is judged per node and model: the standard
+    # profile counts requests per node), whose earlier drills are long cleared; the baseline is the minutes
+    # before it. Each device's fallback tickets too (same node: the same incident).
+    Scenario("cost", "sustained CPU fallback at constant load: energy per inference up a fifth", cv.FAILURE_MODE_COST,
+       tuple(("node-a", str(d)) for d in range(4)), (Step("inject", "F5"),),
+       (Expect(cv.ALERT_COST_ANOMALY, TICKET, cv.FAILURE_MODE_COST, "node"),)),
 )}

@@ -3,7 +3,7 @@
 Pods are not added as labels on every device series (dcgm-exporter's way): a device shared by two
 pods would then report its power twice and ``sum()`` would double it, and every pod restart would
 churn every series of the device. Instead one ``npu_device_pod_info{node,device,vendor,namespace,
-pod,container} 1`` series per (device, container) is joined in queries where attribution is
+pod,container,claim} 1`` series per (device, container) is joined in queries where attribution is
 wanted::
 
     npu_device_pod_info * on (node, device) group_left npu_power_watts
@@ -12,7 +12,8 @@ A device ID from the kubelet matches a device when it equals the device's id (wi
 ``auto`` backend's ``<backend>:`` prefix) or its UUID, under one of the vendor's resource names.
 Devices allocated through Dynamic Resource Allocation match the same way under one of the vendor's
 DRA driver names (a driver's ``gpu-0``/``npu3`` naming also matches device ``0``/``3``), and their
-series carry the ResourceClaim's name in ``claim`` (empty for device-plugin allocations).
+series carry the ResourceClaim's name in ``claim``; device-plugin allocations carry ``claim=""`` (always
+emitted, so every series has the schema's labels; Prometheus stores an empty label as absent).
 """
 
 from __future__ import annotations
@@ -26,21 +27,13 @@ from npuobs.devices.base import Snapshot
 from npuobs.exporter.families import Inputs, builder
 from npuobs.exporter.podresources.client import PodAttribution
 from npuobs.families import family, non_empty
-from npuobs.schema import DEVICE_LABELS, MetricSpec, MetricType
+from npuobs.schema import MetricSpec
 
 POD_INFO = "npu_device_pod_info"
 
-# The schema module is the single source of truth; this spec is the proposed entry for it and is
-# used only while npuobs.schema lacks it (schema.BY_NAME wins as soon as it has the name).
-_PROPOSED_SPEC = MetricSpec(
-    POD_INFO, MetricType.INFO, "",
-    "Pod container the kubelet allocated the device to (PodResources API); one series per container "
-    "sharing the device; the value is always 1.",
-    DEVICE_LABELS + ("namespace", "pod", "container", "claim"), ("F7",))
-
 
 def spec() -> MetricSpec:
-    return schema.BY_NAME.get(POD_INFO, _PROPOSED_SPEC)
+    return schema.BY_NAME[POD_INFO]
 
 
 @builder("pods")

@@ -8,6 +8,7 @@ auth are probed over real sockets with the exact bytes an attacker would send.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
@@ -16,11 +17,10 @@ import resource
 import socket
 import ssl
 import stat
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import bcrypt
@@ -181,24 +181,61 @@ def test_connection_cap_sheds_slow_clients_and_evicts_the_longest_idle_for_a_who
         server.stop()
 
 
+def _server_socket_options(server: MetricsServer) -> dict[int, tuple[int, int]]:
+    """(TCP_NODELAY, TCP_QUICKACK) of each connection the server holds, by the client's port, read on
+    the server's own event loop.
+
+    These options keep a keep-alive response (and the first request after a TLS handshake) from
+    waiting ~40 ms for a delayed ACK; that latency itself is measured by bench/bench_http_latency.py
+    (docs/reliability.md), not asserted here."""
+    async def read() -> dict[int, tuple[int, int]]:
+        options = {}
+        for conn in list(server.http._conns):
+            sock = conn.writer.get_extra_info("socket")
+            if sock is not None:
+                options[sock.getpeername()[1]] = (sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+                                                  sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK))
+        return options
+
+    assert server.http._loop is not None
+    return asyncio.run_coroutine_threadsafe(read(), server.http._loop).result(timeout=5)
+
+
+def _wait_for_options(server: MetricsServer, ports: set[int], ok: Callable[[tuple[int, int]], bool],
+                      timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+    """The options of the connections from ``ports``, once all satisfy ``ok`` (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        options = {port: o for port, o in _server_socket_options(server).items() if port in ports}
+        if (set(options) == ports and all(map(ok, options.values()))) or time.monotonic() > deadline:
+            return options
+        time.sleep(0.02)
+
+
 def test_head_and_keepalive_requests_answer_without_delayed_ack() -> None:
-    """Probes 12 and HEAD: back-to-back keep-alive requests took ~44 ms each (no TCP_NODELAY)."""
+    """Probes 12 and HEAD: back-to-back keep-alive requests took ~44 ms each (no TCP_NODELAY).
+
+    Asserted by behaviour: every accepted connection has TCP_NODELAY on, so a small response is sent
+    at once instead of waiting for the ACK of the previous one."""
     server = _exporter_server()
+    conns = []
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-        conn.request("HEAD", "/metrics")
-        resp = conn.getresponse()
-        assert resp.status == 200 and int(resp.headers["Content-Length"]) > 0 and resp.read() == b""
-        times = []
-        for _ in range(15):
-            t0 = time.monotonic()
-            conn.request("GET", "/metrics")
+        for _ in range(3):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            conn.request("HEAD", "/metrics")
             resp = conn.getresponse()
-            assert resp.status == 200 and resp.read()
-            times.append(time.monotonic() - t0)
-        conn.close()
-        assert statistics.median(times) < 0.02, times  # a delayed ACK costs at least 40 ms on Linux
+            assert resp.status == 200 and int(resp.headers["Content-Length"]) > 0 and resp.read() == b""
+            for _ in range(3):  # kept alive: the same connection answers again
+                conn.request("GET", "/metrics")
+                resp = conn.getresponse()
+                assert resp.status == 200 and b"npuobs_test_value" in resp.read()
+            conns.append(conn)
+        ports = {conn.sock.getsockname()[1] for conn in conns}
+        options = _wait_for_options(server, ports, lambda o: o[0] != 0)
+        assert set(options) == ports and all(nodelay for nodelay, _ in options.values()), options
     finally:
+        for conn in conns:
+            conn.close()
         server.stop()
 
 
@@ -308,20 +345,52 @@ def test_malformed_bcrypt_hash_is_refused_at_load(tmp_path: Path, hashed: str,
     assert out.count("\n") == 1 and "basic_auth_users.alice" in out and "Traceback" not in out
 
 
-def test_long_passwords_and_unknown_users_get_401_in_constant_time(tmp_path: Path) -> None:
+def test_long_passwords_and_unknown_users_cost_one_bcrypt_check_like_a_wrong_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Probe 8: an unknown user was answered in microseconds and a known one after a bcrypt round, so
+    response times told which user names exist. Asserted by behaviour, not by timing: every miss runs
+    exactly one real bcrypt verification, at the cost of the user's own hash or, for an unknown user,
+    of the highest configured cost (the timing figures are in docs/reliability.md, from
+    bench/bench_http_latency.py)."""
     password = b"p" * 72
+    low, high = bcrypt.hashpw(b"other", bcrypt.gensalt(4)), bcrypt.hashpw(password, bcrypt.gensalt(6))
     web = tmp_path / "web.yaml"
-    web.write_text(f"basic_auth_users:\n  alice: '{bcrypt.hashpw(password, bcrypt.gensalt(8)).decode()}'\n")
+    web.write_text(f"basic_auth_users:\n  alice: '{high.decode()}'\n  bob: '{low.decode()}'\n")
     config = load_web(web)
     auth = config.basic_auth
     assert auth is not None
-    assert auth.check(_basic("alice", password))
-    assert not auth.check(_basic("alice", password + b"extra"))  # > 72 bytes never matches (Go's bcrypt)
+    checks: list[bytes] = []  # the hash of every bcrypt verification, run for real
+    real_checkpw = bcrypt.checkpw
+
+    def counted_checkpw(pw: bytes, hashed: bytes) -> bool:
+        checks.append(hashed)
+        return real_checkpw(pw, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counted_checkpw)
+
+    def verifications(user: str, pw: bytes) -> list[bytes]:
+        checks.clear()
+        assert not auth.check(_basic(user, pw))
+        return list(checks)
+
+    def cost(hashed: bytes) -> int:
+        return int(hashed.split(b"$")[2])
+
+    assert verifications("alice", b"wrong") == [high]  # the reference: a wrong password of a real user
+    assert verifications("alice", password + b"extra") == [high]  # > 72 bytes: never matches (Go's bcrypt)
+    assert verifications("bob", b"x" * 200) == [low]  # at bob's own cost
+    for i in range(3):
+        unknown = verifications(f"mallory{i}", b"guess")
+        assert len(unknown) == 1 and unknown[0] not in (high, low) and cost(unknown[0]) == 6, unknown
+    checks.clear()
+    assert auth.check(_basic("alice", password)) and checks == [high]
+    assert auth.check(_basic("alice", password)) and checks == [high]  # cached verdict: no second round
+
     server = _exporter_server(web=config)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-        for pw in (b"x" * 200, password + b"!", b"wrong"):
-            conn.request("GET", "/metrics", headers={"Authorization": _basic("alice", pw)})
+        for user, pw in (("alice", b"x" * 200), ("alice", password + b"!"), ("alice", b"wrong"), ("eve", b"pw")):
+            conn.request("GET", "/metrics", headers={"Authorization": _basic(user, pw)})
             resp = conn.getresponse()
             resp.read()
             assert resp.status == 401
@@ -331,19 +400,10 @@ def test_long_passwords_and_unknown_users_get_401_in_constant_time(tmp_path: Pat
     finally:
         server.stop()
 
-    def timed(user: str, i: int) -> float:
-        t0 = time.perf_counter()
-        assert not auth.check(_basic(user, f"guess{i}".encode()))
-        return time.perf_counter() - t0
-
-    # interleaved, minimum of several: what the work costs, without the bursts of a busy machine
-    pairs = [(timed("alice", i), timed(f"mallory{i}", i)) for i in range(9)]
-    known, unknown = min(k for k, _ in pairs), min(u for _, u in pairs)
-    assert unknown > 0.25 * known, pairs  # before: microseconds against a bcrypt round
-
 
 def test_tls_scrape_still_served(tmp_path: Path) -> None:
-    """TLS through the bounded server: the handshake runs on the event loop, requests keep alive."""
+    """TLS through the bounded server: the handshake runs on the event loop (20 clients that never
+    handshake hold nothing up), requests keep alive, the handshake's end is ACKed at once."""
     openssl = "/usr/bin/openssl"
     if not os.path.exists(openssl):
         pytest.skip("openssl not found")
@@ -358,25 +418,23 @@ def test_tls_scrape_still_served(tmp_path: Path) -> None:
         idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]  # never handshake
         ctx = ssl.create_default_context(cafile=str(cert))
         conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=5, context=ctx)
-        times = []
         for _ in range(5):
-            t0 = time.monotonic()
             conn.request("GET", "/healthz")
             resp = conn.getresponse()
             assert resp.status == 200 and resp.read() == b"ok\n"
-            times.append(time.monotonic() - t0)
         conn.close()
-        assert statistics.median(times[1:]) < 0.02, times
-        first = []  # the first request on a fresh TLS connection, after its handshake
-        for _ in range(5):
+        # the first request on a fresh TLS connection waited ~44 ms for a delayed ACK of the handshake's
+        # end: the server now ACKs it at once (TCP_QUICKACK, read back before any request is sent) and
+        # has TCP_NODELAY on; the latency is measured by bench/bench_http_latency.py
+        for _ in range(3):
             conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=5, context=ctx)
             conn.connect()
-            t0 = time.monotonic()
+            port = conn.sock.getsockname()[1]
+            options = _wait_for_options(server, {port}, lambda o: o == (1, 1))
+            assert options == {port: (1, 1)}, options
             conn.request("GET", "/healthz")
             assert conn.getresponse().read() == b"ok\n"
-            first.append(time.monotonic() - t0)
             conn.close()
-        assert statistics.median(first) < 0.02, first  # was ~44 ms: the response waited for a delayed ACK
         for s in idle:
             s.close()
     finally:

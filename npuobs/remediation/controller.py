@@ -37,7 +37,7 @@ from npuobs import schema
 from npuobs.amapi import AlertmanagerAPI, AlertmanagerError, Matcher
 from npuobs.instrumentation.controlserver import ControlAPIError, ControlClient
 from npuobs.promapi import PrometheusAPI, PrometheusError
-from npuobs.remediation.capacity import serving_devices
+from npuobs.remediation.capacity import expected_devices
 from npuobs.remediation.notify import Grafana, NotifyError, PagerDuty
 from npuobs.remediation.policy import Policy, Rule
 from npuobs.remediation.state import StateStore
@@ -265,16 +265,18 @@ class Controller:
         if me is None:
             return "refused_condition", f"the control API has no device {d.target['node']}/{d.target['device']}"
         model = me["model"]
-        # the model's capacity: the devices the serving plane has for it, and any more Prometheus sees serving it
-        serving = {k for k, x in devices.items() if x["model"] == model}
+        # the model's capacity: the alerting policy's recording of its devices, or the devices the serving
+        # plane has for it when that is more (a control API may front several exporters' worth, or none yet)
+        serving = sum(x["model"] == model for x in devices.values())
         if self.prometheus is not None:
-            serving |= serving_devices(self.prometheus, model, d.cluster, self.policy.guardrails.cluster_label)
+            serving = max(serving, expected_devices(self.prometheus, model, d.cluster,
+                                                    self.policy.guardrails.cluster_label))
         drained = {k for k, x in devices.items() if x["model"] == model and x["drained"]} | \
             {(d.target["node"], d.target["device"])}
-        ratio = len(drained) / max(len(serving), 1)
+        ratio = len(drained) / max(serving, 1)
         limit = self.policy.guardrails.max_drained_ratio
         if ratio > limit:
-            return "refused_capacity", (f"draining it would leave {len(drained)} of {len(serving)} devices of model "
+            return "refused_capacity", (f"draining it would leave {len(drained)} of {serving} devices of model "
                                         f"{model} drained ({ratio:.0%} > {limit:.0%})")
         return None
 

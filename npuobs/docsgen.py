@@ -73,7 +73,8 @@ def _profiles_section() -> list[str]:
         "- **minimal**: what the generated SLO rules and device alerts read, nothing else.",
         "- **standard** (default): + what the executive and on-call dashboards read; workload histograms and",
         "  request counters per node, model and tenant (not per device), resets without `reason`.",
-        "- **debug**: every label: per-device and per-tenant workload series, per-op timings, clocks, power limit.",
+        "- **debug**: every label: per-device and per-tenant workload series, per-op timings, clocks, power limit,",
+        "  memory capacity.",
         "",
         f"Worst case at {shape.devices} devices x {shape.tenants} tenants ({shape.models} model, {shape.ops} op "
         f"kinds, {shape.collectors} collectors, {shape.containers_per_device} container per device): every "

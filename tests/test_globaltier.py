@@ -1,10 +1,11 @@
 """The global tier on the real engine: VictoriaMetrics + one vmagent per cluster + vmalert + Alertmanager.
 
 A small fleet (20 synthetic nodes replaying real exporter output, 2 clusters, 1 s scrapes): node 13
-(cluster c2) replays a node whose devices are all offline, i.e. ~10 % of c2's requests fail. The
-availability SLO, evaluated by vmalert over the per-cluster pre-aggregations, must page with
-``cluster="c2"`` through the generated Alertmanager config to the PagerDuty receiver, and c1 must
-stay quiet.
+(cluster c2) replays a node whose device 0 returns incorrect outputs (F8). vmalert, evaluating the
+generated cluster and global rules over VictoriaMetrics, must page with ``cluster="c2"`` through the
+generated Alertmanager config to the PagerDuty receiver, and c1 must stay quiet. (F1, every device
+offline, would page NpuDeviceDown only after its 2-minute ``for``, and the availability burn defers
+to it; ``npuobs scale`` shows that path at node 917.)
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def binaries() -> None:
 
 @pytest.fixture(scope="module")
 def stack(binaries: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GlobalStack]:
-    recording = record(2, 30, "standard", healthy=2, faults=("F1",))
-    nodes = plan_nodes(20, 2, recording, {FAULTY: "F1"})
+    recording = record(2, 30, "standard", healthy=2, faults=("F8",))
+    nodes = plan_nodes(20, 2, recording, {FAULTY: "F8"})
     with ReplayServer(recording, nodes, advance_every=1.0) as replay, \
             GlobalStack.start(replay, tmp_path_factory.mktemp("global"), scrape_interval="1s",
                               evaluation_interval="2s", group_wait="1s") as stack:
@@ -63,10 +64,11 @@ def test_generated_rules_load_in_vmalert(binaries: None, tmp_path: Path) -> None
 
 
 def test_fault_in_one_cluster_pages_from_the_global_tier_with_its_cluster(stack: GlobalStack) -> None:
-    event = stack.sink.wait_for(lambda e: e.get("routing_key") == PAGE_KEY and e.get("event_action") == "trigger"
-                                and "NpuAvailabilityErrorBudgetBurn" in json.dumps(e), timeout=120)
+    event = stack.sink.wait_for(lambda e: e.get("routing_key") == PAGE_KEY and e.get("event_action") == "trigger",
+                                timeout=120)
     firing = event["payload"]["custom_details"]["firing"]
     assert "cluster = c2" in firing and "cluster = c1" not in firing
+    assert "node-0013" in firing or "alertname = NpuAccuracyErrorBudgetBurn" in firing, firing
     pages = [a for a in stack.vmalert.alerts() if a["labels"].get("severity") == cv.SEVERITY_PAGE
              and a["state"] == "firing"]
     assert pages and {a["labels"]["cluster"] for a in pages} == {"c2"}
@@ -77,10 +79,10 @@ def test_global_slo_rules_read_per_cluster_preaggregations(stack: GlobalStack) -
     assert {(s["metric"]["cluster"], s["metric"]["slo"]) for s in pre} == {
         (c, s) for c in ("c1", "c2") for s in ("digits-mlp-availability", "digits-mlp-latency",
                                                "digits-mlp-accuracy")}
-    ratio = stack.vm.wait_for(f'{cv.slo_error_ratio("5m")}{{sli="availability"}}', lambda r: len(r) == 2, timeout=60)
+    ratio = stack.vm.wait_for(f'{cv.slo_error_ratio("5m")}{{sli="accuracy"}}',
+                              lambda r: len(r) == 2 and any(float(s["value"][1]) > 0 for s in r), timeout=60)
     by_cluster = {s["metric"]["cluster"]: float(s["value"][1]) for s in ratio}
-    assert by_cluster["c1"] == 0.0
-    assert 0.05 < by_cluster["c2"] < 0.2  # one node of ten fails every request
+    assert by_cluster["c1"] == 0.0 and by_cluster["c2"] > 0  # only c2's node 13 returns wrong outputs
 
 
 def test_executive_and_oncall_queries_run_at_the_global_tier(stack: GlobalStack) -> None:

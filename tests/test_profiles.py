@@ -29,6 +29,11 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[1]
 _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+# Documented (docs/metrics.md, docs/exporter.md): on standard the latency histogram and the request
+# counters are per node, so the p99-per-device recording and the noisy-neighbour spread become per node.
+PER_NODE_BY_DESIGN = {"npu_inference_latency_seconds": {"device"}, "npu_inference_requests_total": {"device"}}
+# `by (labels) (fn(metric` / `by (labels) (metric`: an aggregation applied directly to a series
+_GROUPED = re.compile(r"by\s*\(([^)]*)\)\s*\(\s*(?:[a-z_]+\(\s*)?([a-zA-Z_:][a-zA-Z0-9_:]*)")
 
 
 def schema_metrics_in(expr: str) -> set[schema.MetricSpec]:
@@ -131,6 +136,18 @@ def test_every_rule_reads_only_what_minimal_emits() -> None:
     assert read, "no schema metric found in the rules"
     missing = sorted(s.name for s in read if not s.emitted_in(Profile.MINIMAL))
     assert not missing, f"rules read metrics the minimal profile does not emit: {missing}"
+    # and group them only by labels minimal keeps: `sum by (node, device) (rate(x[5m]))` over an x that
+    # minimal sums over device would silently match nothing
+    for groups in rules.by_file.values():
+        for group in groups:
+            for rule in group.rules:
+                for by, name in _GROUPED.findall(rule.expr):
+                    spec = schema.resolve_sample_name(name)
+                    if spec is None:
+                        continue
+                    labels = {x.strip() for x in by.split(",") if x.strip()} - {"cluster", "le"}
+                    lost = (labels & set(spec.detail_labels)) - PER_NODE_BY_DESIGN.get(spec.name, set())
+                    assert not lost, f"{rule.name}: groups {spec.name} by {sorted(lost)}, which minimal drops"
 
 
 def test_executive_and_oncall_dashboards_read_only_what_standard_emits() -> None:

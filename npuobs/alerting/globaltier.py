@@ -67,12 +67,12 @@ def _parts(slo: SLO) -> dict[str, str]:
                                     ("total", slo.total_query)) if q is not None}
 
 
-_GROUPING = re.compile(r"\b(by|on)\s*\((?!\s*\))")
+_GROUPING = re.compile(r"\b(by|on)\s*\((?!\s*\))(?![^)]*\bcluster\b)")
 _ZERO_FILL = " or vector(0)"
 
 
 def keep_cluster(expr: str) -> str:
-    """``expr`` with ``cluster`` added to every non-empty ``by (...)`` and ``on (...)`` clause."""
+    """``expr`` with ``cluster`` added to every non-empty ``by (...)`` and ``on (...)`` clause that lacks it."""
     return _GROUPING.sub(rf"\1 ({CLUSTER_LABEL}, ", expr)
 
 
@@ -138,6 +138,7 @@ def cluster_groups(spec: Spec, t: Thresholds) -> tuple[Group, ...]:
 
 def global_groups(spec: Spec, policy: str) -> tuple[Group, ...]:
     """What the global rule engine (vmalert, Mimir/Thanos Ruler) evaluates: the SLO rules over the
-    pre-aggregations, every record and alert kept per cluster."""
-    return slo_groups(global_spec(spec), policy)
+    pre-aggregations, every record and alert kept per cluster (a clause that joins on other labels,
+    like a burn alert's "unless a device serving the model is down", joins within the cluster)."""
+    return tuple(_keep_cluster_group(g) for g in slo_groups(global_spec(spec), policy))
 

@@ -1,0 +1,55 @@
+"""The global tier's rule split, without an engine: pre-aggregations per cluster, SLO rules over them."""
+
+from __future__ import annotations
+
+import pytest
+
+from npuobs.alerting import conventions as cv
+from npuobs.alerting import globaltier
+from npuobs.config import Config
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return Config.load()
+
+
+def test_keep_cluster_adds_cluster_to_every_grouping() -> None:
+    expr = "sum by (node, device) (x) and on (node) y unless on() z / ignoring(le) w + on (cluster, a) v"
+    assert globaltier.keep_cluster(expr) == ("sum by (cluster, node, device) (x) and on (cluster, node) y "
+                                             "unless on() z / ignoring(le) w + on (cluster, a) v")
+
+
+def test_preaggregations_are_per_cluster_and_zero_filled_per_cluster(config: Config) -> None:
+    group = globaltier.cluster_preaggregation_group(config.spec)
+    names = {(r.name, r.labels["slo"]) for r in group.rules}
+    assert (globaltier.preagg_record("total"), "digits-mlp-availability") in names
+    for r in group.rules:
+        assert r.expr.startswith(("sum by (cluster) (rate(", "(sum by (cluster) (rate(")), r.expr
+        assert "vector(0)" not in r.expr  # a label-less 0 would match no cluster
+        assert "[5m]" in r.expr and "{{window}}" not in r.expr
+
+
+def test_global_slo_rules_read_only_preaggregations_and_keep_cluster(config: Config) -> None:
+    sli, budget, alerts = globaltier.global_groups(config.spec, config.policy)
+    raw = {"npu_inference_requests_total", "npu_inference_latency_seconds", "npu_golden_checks_total"}
+    for group in (sli, budget):  # the SLIs read only the pre-aggregations (alerts may join device state)
+        for rule in group.rules:
+            assert not any(m in rule.expr for m in raw), rule.expr
+    for rule in alerts.rules:
+        assert "on (model)" not in rule.expr and "by (node" not in rule.expr, rule.expr
+    ratio = next(r for r in sli.rules if r.name == cv.slo_error_ratio("1h") and r.labels["sli"] == "availability")
+    assert ratio.expr.count("sum by (cluster) (avg_over_time(npuobs_cluster:slo_") == 2
+    assert ratio.expr.count("[1h]") == 2
+    assert {a.name for a in alerts.alerts} >= set(cv.SLO_BURN_ALERTS.values())
+
+
+def test_cluster_rules_keep_the_device_alerts(config: Config) -> None:
+    groups = globaltier.cluster_groups(config.spec, config.thresholds)
+    alerts = {a.name for g in groups for a in g.alerts}
+    assert {"NpuDeviceDown", "NpuIncorrectOutputs", "NpuExporterDown"} <= alerts
+    for g in groups[1:]:
+        for r in g.rules:
+            assert "by (node" not in r.expr and "on (node" not in r.expr, r.expr

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import stat
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import psutil
 
+from npuobs import privatedir
 from npuobs.errors import UsageError
 from npuobs.statedoc import DeviceState, DocumentError, Publisher
 
@@ -58,42 +58,14 @@ def default_state_dir() -> Path:
 
 def check_private_dir(path: Path) -> None:
     """Refuse a directory another user owns or that group/others can write (one-line StateError)."""
-    try:
-        st = os.stat(path)
-        link = os.lstat(path)
-    except OSError as exc:
-        raise StateError(f"state directory {path}: {exc.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise StateError(f"state directory {path} is not a directory")
-    uid = os.geteuid()
-    for what, s in (("", st), ("symlink ", link)):
-        if s.st_uid != uid:
-            raise StateError(f"refusing state directory {path}: {what}owned by uid {s.st_uid}, not by this user "
-                             f"(uid {uid}); use a directory of your own (--state-dir)")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise StateError(f"refusing state directory {path}: writable by group or others "
-                         f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 0700 {path} or use another --state-dir")
+    privatedir.check_private_dir(path, StateError)
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (mode 0700, parents too) if missing, check it is private, prove it writable.
+    """Create ``path`` 0700 if missing, check it is private, prove it writable (one-line StateError).
 
-    The writers' start-up check: every directory the simulator will write passes here first, so an
-    unusable one is one clear line at start, not a traceback on the first publication.
-    """
-    path = Path(path)
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StateError(f"state directory {path} is not writable: cannot create it ({exc.strerror})") from None
-    check_private_dir(path)
-    try:
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise StateError(f"state directory {path} is not writable: {exc.strerror}") from None
-    return path
+    The writers' start-up check: every directory the simulator will write passes here first."""
+    return privatedir.ensure_private_dir(path, StateError)
 
 
 def write_atomic(path: Path, text: str, *, keep_previous: bool = False) -> None:

@@ -76,3 +76,13 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
     assert "--alertmanager is required" in capsys.readouterr().err
     assert main(["remediate", "--control-url", "http://127.0.0.1:1", "--alertmanager", "http://127.0.0.1:1"]) == 2
     assert "needs credentials" in capsys.readouterr().err
+
+
+def test_the_oncall_dashboard_shows_remediation_annotations() -> None:
+    import json
+
+    from npuobs.remediation.notify import ANNOTATION_TAG
+
+    board = json.loads((ROOT / "dashboards" / "oncall.json").read_text())
+    queries = board["annotations"]["list"]
+    assert any(q["target"]["type"] == "tags" and q["target"]["tags"] == [ANNOTATION_TAG] for q in queries)

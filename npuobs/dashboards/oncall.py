@@ -152,4 +152,5 @@ def build(options: p.Config) -> g.Dashboard:
     return p.dashboard(p.ONCALL, board, variables,
                        "Burn rates, alerts and device health for whoever holds the pager; per-device series "
                        "link to the debug dashboard.",
-                       [p.dashboard_link(p.EXECUTIVE), p.dashboard_link(p.DEBUG)], ["oncall"])
+                       [p.dashboard_link(p.EXECUTIVE), p.dashboard_link(p.DEBUG)], ["oncall"],
+                       annotations=p.remediation_annotations())

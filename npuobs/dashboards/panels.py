@@ -290,10 +290,22 @@ class Board:
         self._line_height = max(self._line_height, h)
 
 
+def remediation_annotations() -> g.Annotations:
+    """Grafana's built-in annotation query for the tag every ``npuobs remediate`` decision carries:
+    what the controller did (or refused) shows on the graphs where the incident shows."""
+    return g.Annotations(list=[{
+        "builtIn": 0, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+        "iconColor": "orange", "name": "npuobs remediation",
+        "target": {"type": "tags", "tags": ["npuobs-remediation"], "limit": 100, "matchAny": False},
+    }])
+
+
 def dashboard(ref: DashboardRef, board: Board, variables: Sequence[Variable], description: str,
-              links: Sequence[g.DashboardLink], tags: Sequence[str] = ()) -> g.Dashboard:
+              links: Sequence[g.DashboardLink], tags: Sequence[str] = (),
+              annotations: g.Annotations | None = None) -> g.Dashboard:
     return g.Dashboard(
         title=ref.title, uid=ref.uid, description=description, tags=["npuobs", *tags],
+        annotations=annotations or g.Annotations(),
         panels=board.panels, templating=g.Templating(list=list(variables)), links=list(links),
         refresh="30s", time=g.Time("now-1h", "now"), timezone="browser", schemaVersion=SCHEMA_VERSION,
         graphTooltip=g.GRAPH_TOOLTIP_MODE_SHARED_CROSSHAIR, editable=True, version=1,

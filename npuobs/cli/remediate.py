@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="Alertmanager URL, for maintenance silences (without it: refuse to act)")
     p.add_argument("--prometheus", type=http_url, help="Prometheus URL, for capacity, device family and verification")
     p.add_argument("--state-dir", type=Path,
-                   help="private state directory (default $XDG_RUNTIME_DIR/remediate or ~/.local/state/npuobs/...)")
+                   help="private state dir (default $XDG_RUNTIME_DIR/npuobs/remediate, else under ~/.local/state)")
     p.add_argument("--audit-log", type=Path, help="JSON-lines audit log (default <state-dir>/audit.jsonl)")
     p.add_argument("--verify-interval", type=duration_seconds, default=5.0,
                    help="how often verification queries Prometheus (default 5s)")

@@ -30,7 +30,7 @@ class StateDirError(Exception):
 
 def default_state_dir() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) if runtime else Path.home() / ".local" / "state" / "npuobs"
+    base = Path(runtime) / "npuobs" if runtime else Path.home() / ".local" / "state" / "npuobs"
     return base / "remediate"
 
 

@@ -72,9 +72,10 @@ def _profiles_section() -> list[str]:
         "",
         "- **minimal**: what the generated SLO rules and device alerts read, nothing else.",
         "- **standard** (default): + what the executive and on-call dashboards read; workload histograms and",
-        "  request counters per node, model and tenant (not per device), resets without `reason`.",
-        "- **debug**: every label: per-device and per-tenant workload series, per-op timings, clocks, power limit,",
-        "  memory capacity.",
+        "  request counters per node, model and tenant (not per device), resets without `reason`, op timings",
+        "  without `op`.",
+        "- **debug**: every label: per-device and per-tenant workload series, per-op timings, clocks, the power",
+        "  and memory gauges (the energy counter is in every profile).",
         "",
         f"Worst case at {shape.devices} devices x {shape.tenants} tenants ({shape.models} model, {shape.ops} op "
         f"kinds, {shape.collectors} collectors, {shape.containers_per_device} container per device): every "

@@ -23,7 +23,7 @@ def test_options_are_validated() -> None:
                          ({"profile": "huge"}, "profile")):
         with pytest.raises(ValueError, match=message):
             ScaleOptions(**bad).validate()
-    assert ScaleOptions(nodes=1000).faults[917] == "F1"
+    assert ScaleOptions(nodes=1000).faults[917] == "F8"
 
 
 def test_nodes_split_into_contiguous_clusters_with_the_fault_where_asked(recording) -> None:

@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--interval", type=duration_seconds, default=15.0,
                    help="scrape and rule evaluation interval (default 15s)")
     p.add_argument("--fault-node", type=_bounded_int(1, 20_000), default=None,
-                   help="node whose devices all go offline; it must page (default 917, or the last node)")
+                   help="node whose device 0 returns incorrect outputs (F8); it must page "
+                        "(default 917, or the last node)")
     p.add_argument("--report", type=Path, help="write the report here: .json -> JSON, else Markdown")
     p.add_argument("--workdir", type=Path, help="keep the engine's data and logs here (default: a temp dir)")
     p.set_defaults(func=run)

@@ -53,3 +53,12 @@ def test_cluster_rules_keep_the_device_alerts(config: Config) -> None:
     for g in groups[1:]:
         for r in g.rules:
             assert "by (node" not in r.expr and "on (node" not in r.expr, r.expr
+
+
+def test_alertmanager_groups_and_inhibits_within_a_cluster() -> None:
+    from npuobs.alerting.amconfig import alertmanager_config
+
+    config = alertmanager_config()
+    assert config["route"]["group_by"][0] == "cluster"  # node-1 of two clusters: two incidents
+    for rule in config["inhibit_rules"]:  # a device down in c1 must not silence c2's alerts
+        assert "cluster" in rule["equal"], rule

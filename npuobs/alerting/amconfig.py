@@ -106,7 +106,7 @@ def inhibit_rules() -> list[dict[str, Any]]:
         {"source_matchers": [f'alertname="{cv.ALERT_DEVICE_DOWN}"', f'severity="{cv.SEVERITY_PAGE}"',
                              'slo=~".+"'],
          "target_matchers": [f'alertname=~"{SLO_BURNS}"'],
-         "equal": ["slo"]},
+         "equal": ["cluster", "slo"]},  # cluster: a device down in c1 says nothing about c2's burn
         # A lost node (its exporter silent) explains the per-device alerts on it.
         {"source_matchers": [f'alertname="{cv.ALERT_EXPORTER_DOWN}"', 'node=~".+"'],
          "target_matchers": ['alertname=~"Npu.+"', f'alertname!="{cv.ALERT_EXPORTER_DOWN}"', 'device=~".+"'],

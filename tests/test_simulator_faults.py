@@ -79,6 +79,7 @@ def test_f1_offline_device_goes_down_and_comes_back(fleet: Fleet) -> None:
     assert requests(fleet, "0", "error") == errors
 
 
+@pytest.mark.fleet  # 14 virtual minutes of the whole fleet through real kernels: seconds, not a unit test
 def test_f2_thermal_throttle_heats_slows_and_recovers(fleet: Fleet) -> None:
     before = p_over(work(fleet, "0"), 0.01)
     inject(fleet, "F2")
@@ -149,6 +150,7 @@ def test_f6_version_mismatch_shows_in_info(fleet: Fleet) -> None:
     assert read(fleet)[0]["0"].info == before["0"].info
 
 
+@pytest.mark.fleet  # minutes of time-sliced contention through real kernels
 def test_f7_noisy_neighbour_spreads_tenant_latency(fleet: Fleet) -> None:
     def slow_share(tenant: str) -> float:
         return p_over(work(fleet, "0", tenant), 0.025)

@@ -53,11 +53,11 @@ def served(tmp_path: Path):
 
 
 @pytest.fixture
-def make(tmp_path: Path, served: ServedFleet, alertmanager_server, sink, grafana):
+def make(tmp_path: Path, served: ServedFleet, alertmanager_server, prometheus_server, sink, grafana):
     """Build controllers on one state dir (a restart is a second call after closing the first)."""
     made: list[Controller] = []
 
-    def build(policy=None, *, enabled: bool = True, prometheus=None, alertmanager=alertmanager_server,
+    def build(policy=None, *, enabled: bool = True, prometheus=prometheus_server, alertmanager=alertmanager_server,
               state_dir: Path | None = None) -> Controller:
         c = Controller(policy or load_policy(), StateStore(state_dir or tmp_path / "state"), served.client,
                        enabled=enabled, alertmanager=alertmanager, prometheus=prometheus,

@@ -134,3 +134,23 @@ def test_f3_bad_calibration_rollout_is_rolled_back_and_accuracy_recovers(loop: L
     assert sum(e["action"] == "rollback" and e["result"] == "acted" for e in loop.audit()) == 1
     assert not [e for e in loop.audit() if e["action"] == "drain" and e["result"] == "acted"
                 and e["alertname"] != "NpuDeviceDown"]
+
+
+def test_a_device_that_is_up_is_never_drained(loop: Loop) -> None:
+    """NpuDeviceDown also covers "down within its window"; a late or replayed alert for a device that is up
+    again must not drain it (the rule's when.unless reads npu_device_up from the real Prometheus)."""
+    assert loop.query('npu_device_up{node="node-a",device="2"} == 1')
+    alert = {"status": "firing", "labels": {"alertname": "NpuDeviceDown", "node": "node-a", "device": "2",
+                                             "vendor": "rebellions", "severity": "ticket"},
+             "annotations": {}, "startsAt": "2026-12-07T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+             "generatorURL": "", "fingerprint": "late-node-a-2"}
+    body = json.dumps({"version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "npuobs-remediate",
+                       "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+                       "alerts": [alert]}).encode()
+    req = urllib.request.Request(loop.url + "/webhook", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        [decision] = json.loads(resp.read())["decisions"]
+    assert decision["result"] == "refused_condition" and "npu_device_up" in decision["reason"]
+    devices = {(d["node"], d["device"]): d for d in loop.control.state()["devices"]}
+    assert not devices[("node-a", "2")]["drained"]

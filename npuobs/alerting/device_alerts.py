@@ -140,7 +140,7 @@ def device_alert_group(t: Thresholds, fleet: FleetPolicy, device_down: list[Aler
                           f"(\n  {cv.GOLDEN_MISMATCH_RATIO} <= {t.golden_mismatch_fallback_max_ratio:g}\n"
                           f"  and on (node, device)\n  {cv.CPU_FALLBACK_RATIO} > 0\n)\n"
                           f"unless on (node, device, model)\n"
-                          f"max by (node, device, model) (avg_over_time({m('npu_accuracy_delta_ratio')}[5m])) "
+                          f"max by (node, device, model) (max_over_time({m('npu_accuracy_delta_ratio')}[5m])) "
                           f"> {t.accuracy_delta_max_ratio:g}"),
               PAGE, "F8",
               f"{ON_DEVICE} returned incorrect outputs",

@@ -58,3 +58,10 @@ def test_soak_counts_what_the_policy_would_do_for_fired_alerts() -> None:
     fired.append(SimpleNamespace(labels={"alertname": "NpuDeviceDown", "node": "n", "device": "2"}))
     doc = soak_remediation(fired)
     assert doc["actions"] == 1 and doc["would_act"][0]["action"] == "drain"
+
+
+def test_budget_falls_back_to_the_slo_spec_before_the_budget_rule_has_run() -> None:
+    from npuobs.gameday.remediation import _spec_budget
+
+    assert _spec_budget("availability") == pytest.approx(0.001)
+    assert _spec_budget("accuracy") == pytest.approx(0.005)

@@ -176,9 +176,10 @@ class _Loop:
             total = f"sum(increase(npu_golden_checks_total[{w}]))"
         ratio = self.prom.query(f'max({cv.SLO_ERROR_BUDGET}{{sli="{sli}"}})')
         b, t = self.prom.query(bad), self.prom.query(total)
-        if not (ratio and b and t):
+        budget = float(ratio[0]["value"][1]) if ratio else _spec_budget(sli)  # the rule may not have run yet
+        if not (b and t and budget):
             return None
-        bad_n, total_n, budget = float(b[0]["value"][1]), float(t[0]["value"][1]), float(ratio[0]["value"][1])
+        bad_n, total_n = float(b[0]["value"][1]), float(t[0]["value"][1])
         rate = total_n / (window * self.o.speed)  # events per virtual second
         return bad_n / (budget * rate * PERIOD_SECONDS) if rate > 0 and budget > 0 else None
 
@@ -230,6 +231,14 @@ class _Loop:
         result.decisions = [{k: e[k] for k in ("alertname", "action", "target", "result", "reason")}
                             for e in self.decisions_since(t0)]
         return result
+
+
+def _spec_budget(sli: str) -> float | None:
+    """The error budget of the default SLO spec's ``sli`` SLO (what the recording rule will say)."""
+    from npuobs import resources
+    from npuobs.alerting.slo_spec import load_spec
+
+    return next((slo.error_budget for slo in load_spec(resources.default_slo_spec()).slos if slo.sli == sli), None)
 
 
 def _guardrail(loop: _Loop, s: RemediationScenario) -> tuple[RunResult, dict[str, Any] | None]:

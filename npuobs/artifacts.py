@@ -33,7 +33,8 @@ class NotACheckout(ValueError):
 class Stage:
     """One generator: the files it owns (relative to the root) and their expected content.
 
-    Stages run in order: the deploy stage reads the PrometheusRule the alerts stage writes.
+    Stages run in order: the deploy stage reads the PrometheusRule the alerts stage writes, and the
+    manifests stage renders the chart holding the rules copies the deploy stage writes.
     """
 
     name: str
@@ -56,15 +57,18 @@ def _docs(root: Path) -> dict[Path, str]:
     return {METRICS_DOC: metrics_markdown()}
 
 
-def _deploy(root: Path) -> dict[Path, str]:
-    files = dict(deploy_sync.expected_files(root))
-    files.update({deploy_sync.MANIFESTS_DIR / name: content
-                  for name, content in deploy_sync.manifest_files(root).items()})
-    return files
+def _deploy_copies(root: Path) -> dict[Path, str]:
+    return dict(deploy_sync.expected_files(root))
 
 
+def _manifests(root: Path) -> dict[Path, str]:
+    return {deploy_sync.MANIFESTS_DIR / name: content
+            for name, content in deploy_sync.manifest_files(root).items()}
+
+
+# the manifests are rendered from the chart, so they come after the chart's rules copies are written
 STAGES = (Stage("docs", _docs), Stage("alerts", _alerts), Stage("dashboards", _dashboards),
-          Stage("deploy", _deploy))
+          Stage("deploy", _deploy_copies), Stage("manifests", _manifests))
 
 
 def check_root(root: Path) -> None:

@@ -68,6 +68,10 @@ def test_a_threshold_in_the_spec_flows_into_the_generated_files(checkout: Path) 
     assert {"alerts/generated/device-alerts.yaml", "alerts/generated/prometheusrule.yaml",
             "dashboards/oncall.json", "dashboards/debug.json"} <= changed
     assert "> 0.125" in (checkout / "alerts" / "generated" / "device-alerts.yaml").read_text(encoding="utf-8")
+    # the rules reach the chart's copy and the manifests rendered from the chart in the same single pass
+    assert {"deploy/helm/npuobs/files/prometheus-rules.yaml",
+            "deploy/manifests/prometheusrule-npuobs-rules.yaml"} <= changed
+    assert artifacts.stale(checkout) == []
 
 
 def test_not_a_checkout_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,10 +9,11 @@ one-sample vector so callers handle one shape.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from npuobs.errors import StackError
@@ -72,3 +73,19 @@ class PrometheusAPI:
     def query_range(self, promql: str, start: float, end: float, step: float) -> Result:
         params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         return self._as_list(self.get("/api/v1/query_range", params))
+
+    def wait_for(self, promql: str, predicate: Callable[[Result], bool] = bool, timeout: float = 30.0,
+                 interval: float = 0.2) -> Result:
+        """Poll ``promql`` until ``predicate(result)`` holds; return that result or raise StackError.
+
+        Tests and stacks wait on a condition instead of sleeping; one loop serves Prometheus and every
+        engine that answers its query API (VictoriaMetrics)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(promql)
+            if predicate(result):
+                return result
+            if time.monotonic() >= deadline:
+                raise StackError(f"timed out after {timeout:.1f}s waiting on {promql!r} at {self.url}; "
+                                 f"last result: {result}")
+            time.sleep(interval)

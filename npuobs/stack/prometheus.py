@@ -6,11 +6,10 @@ engine (not a re-implementation of PromQL) and to push real alerts into Alertman
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -87,19 +86,6 @@ class PrometheusServer(PrometheusAPI):
             process.stop()
             raise
         return cls(process, url, config_path)
-
-    def wait_for(self, promql: str, predicate: Callable[[Result], bool] = bool, timeout: float = 30.0,
-                 interval: float = 0.2) -> Result:
-        """Poll ``promql`` until ``predicate(result)`` holds; return that result or raise StackError."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = self.query(promql)
-            if predicate(result):
-                return result
-            if time.monotonic() >= deadline:
-                raise StackError(f"timed out after {timeout:.1f}s waiting on {promql!r}; "
-                                 f"last result: {result}")
-            time.sleep(interval)
 
     def alerts(self) -> Result:
         """Alerts the rule engine currently holds (pending and firing)."""

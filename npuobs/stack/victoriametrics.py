@@ -14,7 +14,6 @@ on data instead of sleeping; vmagent buffers remote-write data on disk under ``-
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -95,16 +94,8 @@ class VictoriaMetricsServer(_Managed, PrometheusAPI):
 
     def wait_for(self, promql: str, predicate: Callable[[Result], bool] = bool, timeout: float = 60.0,
                  interval: float = 0.5) -> Result:
-        """Poll ``promql`` until ``predicate(result)`` holds; return that result or raise StackError."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = self.query(promql)
-            if predicate(result):
-                return result
-            if time.monotonic() >= deadline:
-                raise StackError(f"timed out after {timeout:.1f}s waiting on {promql!r} in VictoriaMetrics; "
-                                 f"last result: {result}")
-            time.sleep(interval)
+        """As on Prometheus, with VictoriaMetrics' longer defaults (its newest samples show after a lag)."""
+        return super().wait_for(promql, predicate, timeout, interval)
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.data_path.rglob("*") if p.is_file())

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from npuobs.instrumentation.control import ControlError, ServingControl
 
@@ -204,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(500, {"error": f"{method} failed: {type(exc).__name__}: {exc}"})
 
 
-class BoundedHTTPServer(ThreadingHTTPServer):
+class CappedThreadingHTTPServer(ThreadingHTTPServer):
     """A threading HTTP server that serves at most ``max_connections`` connections at once and answers
     503 at once (no thread) beyond that; handlers set their own socket timeout."""
 
@@ -232,20 +232,26 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             self._slots.release()
 
 
-class _Server(BoundedHTTPServer):
+class _Server(CappedThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], control: ServingControl, auth: ControlAuth,
                  max_connections: int) -> None:
         super().__init__(address, _Handler, max_connections)
         self.control, self.auth = control, auth
 
 
-class ControlServer:
-    """Serve ``control`` on ``listen`` (``host:port``; port 0 picks a free one) until ``stop()``."""
+_L = TypeVar("_L", bound="Listener")
 
-    def __init__(self, control: ServingControl, auth: ControlAuth, listen: str = "127.0.0.1:0", *,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
-        host, _, port = listen.rpartition(":")
-        self._server = _Server((host or "127.0.0.1", int(port)), control, auth, max_connections)
+
+class Listener:
+    """A :class:`CappedThreadingHTTPServer` on its own daemon thread: ``start()``, ``url``, ``stop()``.
+
+    The control API and ``npuobs remediate``'s webhook share this lifecycle; each subclass builds its
+    server from a ``listen`` address (:func:`listen_address`)."""
+
+    thread_name = "npuobs-listener"
+
+    def __init__(self, server: CappedThreadingHTTPServer) -> None:
+        self._server = server
         self._thread: threading.Thread | None = None
 
     @property
@@ -253,8 +259,8 @@ class ControlServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> ControlServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="npuobs-control", daemon=True)
+    def start(self: _L) -> _L:
+        self._thread = threading.Thread(target=self._server.serve_forever, name=self.thread_name, daemon=True)
         self._thread.start()
         return self
 
@@ -264,6 +270,22 @@ class ControlServer:
             self._thread.join(timeout=5)
             self._thread = None
         self._server.server_close()
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """``host:port`` (an empty host is loopback; port 0 picks a free one) as a bind address."""
+    host, _, port = listen.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+class ControlServer(Listener):
+    """Serve ``control`` on ``listen`` (``host:port``; port 0 picks a free one) until ``stop()``."""
+
+    thread_name = "npuobs-control"
+
+    def __init__(self, control: ServingControl, auth: ControlAuth, listen: str = "127.0.0.1:0", *,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        super().__init__(_Server(listen_address(listen), control, auth, max_connections))
 
 
 class ControlAPIError(Exception):

@@ -14,13 +14,12 @@ truncated to ``max_alerts`` if configured; 1 MiB holds hundreds of alerts).
 from __future__ import annotations
 
 import json
-import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from npuobs.instrumentation.controlserver import BoundedHTTPServer
+from npuobs.instrumentation.controlserver import CappedThreadingHTTPServer, Listener, listen_address
 from npuobs.remediation.controller import Controller
 
 MAX_BODY_BYTES = 1 << 20
@@ -125,35 +124,18 @@ class _Handler(BaseHTTPRequestHandler):
                                        for d in decisions]})
 
 
-class _Server(BoundedHTTPServer):
+class _Server(CappedThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], controller: Controller, max_connections: int) -> None:
         super().__init__(address, _Handler, max_connections)
         self.controller = controller
 
 
-class WebhookServer:
+class WebhookServer(Listener):
     """``npuobs remediate``'s listener: ``start()``, ``url`` (the webhook is ``url + "/webhook"``), ``stop()``."""
+
+    thread_name = "npuobs-remediate"
 
     def __init__(self, controller: Controller, listen: str = "127.0.0.1:0", *,
                  max_connections: int = MAX_CONNECTIONS) -> None:
-        host, _, port = listen.rpartition(":")
         self.controller = controller
-        self._server = _Server((host or "127.0.0.1", int(port)), controller, max_connections)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> WebhookServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="npuobs-remediate", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        super().__init__(_Server(listen_address(listen), controller, max_connections))

@@ -16,37 +16,25 @@ import argparse
 import sys
 from pathlib import Path
 
-from npuobs.cli.argtypes import duration_seconds
+from npuobs.cli.argtypes import duration_seconds, integer_between
 from npuobs.cli.errors import CliError
 from npuobs.schema import DEFAULT_PROFILE, PROFILES
-
-
-def _bounded_int(low: int, high: int):  # noqa: ANN202 - an argparse type factory
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
-        return value
-    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("scale", help="run the global tier at fleet size and measure it",
                               description=__doc__.split("\n\n")[0] + " Synthetic nodes replay real exporter "
                               "output; real scrapers, engine, rule evaluator and Alertmanager. See docs/scale.md.")
-    p.add_argument("--nodes", type=_bounded_int(1, 20_000), default=1000, help="synthetic nodes (default 1000)")
-    p.add_argument("--devices-per-node", type=_bounded_int(1, 64), default=8, help="devices per node (default 8)")
-    p.add_argument("--clusters", type=_bounded_int(1, 100), default=4,
+    p.add_argument("--nodes", type=integer_between(1, 20_000), default=1000, help="synthetic nodes (default 1000)")
+    p.add_argument("--devices-per-node", type=integer_between(1, 64), default=8, help="devices per node (default 8)")
+    p.add_argument("--clusters", type=integer_between(1, 100), default=4,
                    help="clusters, one vmagent each; nodes split in contiguous blocks (default 4)")
     p.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE.value,
                    help=f"exporter cardinality profile (default {DEFAULT_PROFILE.value})")
     p.add_argument("--duration", type=duration_seconds, default=600.0, help="how long to measure (default 10m)")
     p.add_argument("--interval", type=duration_seconds, default=15.0,
                    help="scrape and rule evaluation interval (default 15s)")
-    p.add_argument("--fault-node", type=_bounded_int(1, 20_000), default=None,
+    p.add_argument("--fault-node", type=integer_between(1, 20_000), default=None,
                    help="node whose device 0 returns incorrect outputs (F8); it must page "
                         "(default 917, or the last node)")
     p.add_argument("--report", type=Path, help="write the report here: .json -> JSON, else Markdown")

@@ -50,8 +50,10 @@ class Config:
     runbook_base_url: str = cv.DEFAULT_RUNBOOK_BASE_URL
     alertmanager: AlertmanagerOptions = field(default_factory=AlertmanagerOptions)
     # dashboards
-    cost_per_kwh: float = 0.15
-    cost_per_device_hour: float = 1.50
+    # the executive dashboard's default prices; None: the spec's thresholds (energy_kwh_cost,
+    # device_hour_cost), the prices the cost-anomaly alert judges, so the panel and the alert agree
+    cost_per_kwh: float | None = None
+    cost_per_device_hour: float | None = None
     currency_unit: str = "currencyUSD"
     datasource_name: str = "Prometheus"
     datasource_uid: str = "prometheus"
@@ -72,6 +74,16 @@ class Config:
     def thresholds(self) -> Thresholds:
         """The shared thresholds: defaults from ``npuobs.thresholds`` under the spec's ``thresholds:``."""
         return self.spec.thresholds
+
+    @property
+    def kwh_price(self) -> float:
+        """Energy price per kWh the executive dashboard starts from."""
+        return self.thresholds.energy_kwh_cost if self.cost_per_kwh is None else self.cost_per_kwh
+
+    @property
+    def device_hour_price(self) -> float:
+        """Price of one device-hour the executive dashboard starts from."""
+        return self.thresholds.device_hour_cost if self.cost_per_device_hour is None else self.cost_per_device_hour
 
     @cached_property
     def known_alerts(self) -> frozenset[str]:

@@ -72,6 +72,9 @@ class Thresholds:
     cost_anomaly_for: str = "5m"
     # F6: distinct versions side by side for longer than this is a stuck rollout, not an upgrade in flight
     version_mismatch_for: str = "1h"
+    # F6: a version outside the fleet's allowed list is never "in flight": ticket within the 10-minute
+    # ticket target (a restart that briefly reports an old version rides through)
+    version_not_allowed_for: str = "5m"
     # the synthetic golden-check tenant: measured by the accuracy SLI, kept out of the user-facing
     # availability/latency SLIs and the per-tenant latency spread
     canary_tenant: str = "canary"

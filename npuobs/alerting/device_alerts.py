@@ -202,7 +202,7 @@ def fleet_alert_group(t: Thresholds, fleet: FleetPolicy) -> Group:
             f"{ON_DEVICE} runs {comp.replace('_', ' ')} {label}, which is not allowed",
             f"{ON_DEVICE_VENDOR} ({{{{ $labels.model }}}}) runs {comp.replace('_', ' ')} {label}, "
             "outside the fleet policy's allowed list (alerts/slo.yaml fleet.allowed_versions).",
-            "15m", {"component": comp.removesuffix("_version")}))
+            t.version_not_allowed_for, {"component": comp.removesuffix("_version")}))
     return Group(cv.GROUP_FLEET_ALERTS, tuple(alerts))
 
 

@@ -61,11 +61,12 @@ def _generation_options(p: argparse.ArgumentParser) -> None:
                    help="burn-rate policy of the alerts, for the burn-rate panels (default %(default)s)")
     p.add_argument("--runbook-base-url", default=cv.DEFAULT_RUNBOOK_BASE_URL,
                    help="runbook links are <base>/runbooks/<AlertName>.md (default %(default)s)")
-    p.add_argument("--cost-per-kwh", type=number_between(0, 1e6, what="a price"), default=defaults.cost_per_kwh,
-                   help="default energy price in the executive dashboard (default %(default)g)")
+    p.add_argument("--cost-per-kwh", type=number_between(0, 1e6, what="a price"),
+                   help="default energy price in the executive dashboard (default: the SLO spec's "
+                        "thresholds.energy_kwh_cost, which the cost-anomaly alert uses)")
     p.add_argument("--cost-per-device-hour", type=number_between(0, 1e6, what="a price"),
-                   default=defaults.cost_per_device_hour,
-                   help="default price of one NPU-hour in the executive dashboard (default %(default)g)")
+                   help="default price of one NPU-hour in the executive dashboard (default: the SLO spec's "
+                        "thresholds.device_hour_cost, which the cost-anomaly alert uses)")
     p.add_argument("--currency-unit", default=defaults.currency_unit,
                    help="Grafana currency unit of the cost panel (default %(default)s)")
     p.add_argument("--prometheus-url", default=defaults.prometheus_url,

@@ -117,9 +117,9 @@ def build(options: p.Config) -> g.Dashboard:
         "is typical).", thresholds=p.above(t.utilization_high_ratio, "orange")), w=12, h=5)
 
     variables = [p.datasource_variable(options), *p.device_variables(VARIABLES),
-                 p.textbox("cost_per_kwh", "Price per kWh", f"{options.cost_per_kwh:g}",
+                 p.textbox("cost_per_kwh", "Price per kWh", f"{options.kwh_price:g}",
                            "Energy price used by the cost-per-inference panel"),
-                 p.textbox("cost_per_device_hour", "Price per device-hour", f"{options.cost_per_device_hour:g}",
+                 p.textbox("cost_per_device_hour", "Price per device-hour", f"{options.device_hour_price:g}",
                            "Amortised hardware / rental price of one NPU per hour")]
     return p.dashboard(p.EXECUTIVE, board, variables,
                        "SLOs, error budgets, latency, throughput, accuracy, energy and cost of the NPU fleet.",

@@ -260,6 +260,7 @@ class DerivedSeries:
     help: str
     variant_label: str = ""
     variants: tuple[str, ...] = ()
+    fleet: bool = False  # a fleet-level pre-aggregation the dashboards read: its own rule group
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -320,8 +321,29 @@ GOLDEN_MISMATCH_RATIO = DerivedSeries(
     "  / count by (node, model) (group by (node, device, model) (npu_golden_mismatches_total))\n  > 0\n)",
     ("F8", "F3", "accuracy"), "Golden-output canary mismatches per check over 5 minutes (0-1).")
 
+# --- fleet-level pre-aggregations: what the executive and on-call dashboards' fleet panels read instead of
+# aggregating every node's raw series per query (kubernetes-mixin's dashboards read its recording rules the same
+# way). Each keeps ``cluster``, so the rule works unchanged in one Prometheus (no cluster label: empty), in a
+# cluster's Prometheus and in a global vmalert over every cluster's raw series. A recording cannot use Grafana's
+# $__rate_interval; AGGREGATION_WINDOW is what that resolves to at the default 15 s scrape interval (four
+# scrapes, so rate() always has two samples even with one scrape missed). Level prefixes name the output
+# (``npuobs_node:`` per node, ``npuobs_cluster:`` per cluster), Prometheus' ``level:metric:operations``.
+AGGREGATION_WINDOW = "1m"
+NODE_LATENCY_BUCKETS = DerivedSeries(
+    f"npuobs_node:npu_inference_latency_seconds_bucket:rate{AGGREGATION_WINDOW}", ("cluster", "node", "model"),
+    "sum by ($by, le) (\n  rate(npu_inference_latency_seconds_bucket{tenant!=\"$canary_tenant\"}"
+    f"[{AGGREGATION_WINDOW}])\n)",
+    ("latency",), f"Latency histogram buckets of user traffic (canary excluded) per node and model, per second "
+    f"over {AGGREGATION_WINDOW}: histogram_quantile input for panels that filter by node.", fleet=True)
+CLUSTER_LATENCY_BUCKETS = DerivedSeries(
+    f"npuobs_cluster:npu_inference_latency_seconds_bucket:rate{AGGREGATION_WINDOW}", ("cluster", "model"),
+    f"sum by ($by, le) ({NODE_LATENCY_BUCKETS.name})",
+    ("latency",), f"Latency histogram buckets of user traffic (canary excluded) per cluster and model, per second "
+    f"over {AGGREGATION_WINDOW}: histogram_quantile input for fleet-wide panels.", fleet=True)
+
 DERIVED: tuple[DerivedSeries, ...] = (CPU_FALLBACK_RATIO, LATENCY_P99, TENANT_P99_SPREAD, DEVICE_ERROR_RATE,
-                                      DISTINCT_VERSIONS, DEVICE_ERRORS_PER_REQUEST, GOLDEN_MISMATCH_RATIO)
+                                      DISTINCT_VERSIONS, DEVICE_ERRORS_PER_REQUEST, GOLDEN_MISMATCH_RATIO,
+                                      NODE_LATENCY_BUCKETS, CLUSTER_LATENCY_BUCKETS)
 DERIVED_BY_NAME: dict[str, DerivedSeries] = {d.name: d for d in DERIVED}
 
 

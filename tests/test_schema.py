@@ -62,7 +62,7 @@ def test_derived_series_read_only_schema_metrics_and_keep_their_declared_labels(
     keeps exactly the labels it declares (dashboards filter on those)."""
     for derived in schema.DERIVED:
         for expr, static in derived.render("canary"):
-            names = set(re.findall(r"\b(npu_[a-z_]+|npuobs:[a-z0-9_:]+)", expr))
+            names = set(re.findall(r"\b(npu_[a-z_]+|npuobs[a-z_]*:[a-z0-9_:]+)", expr))
             for name in names:
                 assert schema.resolve_sample_name(name) or name in schema.DERIVED_BY_NAME, (derived.name, name)
             outer = re.match(r"^\(?\s*(?:histogram_quantile\(\s*0\.99,\s*)?\w+ by \(([^)]*)\)", expr)

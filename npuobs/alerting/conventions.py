@@ -27,6 +27,9 @@ DEVICE_ERROR_RATE = schema.DEVICE_ERROR_RATE.name
 DISTINCT_VERSIONS = schema.DISTINCT_VERSIONS.name
 DEVICE_ERRORS_PER_REQUEST = schema.DEVICE_ERRORS_PER_REQUEST.name
 GOLDEN_MISMATCH_RATIO = schema.GOLDEN_MISMATCH_RATIO.name
+# --- fleet pre-aggregations for the dashboards (schema.DERIVED with ``fleet``; labels: cluster + their ``by``)
+NODE_LATENCY_BUCKETS = schema.NODE_LATENCY_BUCKETS.name
+CLUSTER_LATENCY_BUCKETS = schema.CLUSTER_LATENCY_BUCKETS.name
 
 # --- capacity (labels: cluster when the targets carry one, model = the served model)
 SERVING_DEVICES_EXPECTED = "npuobs:serving_devices_expected:count"  # devices that served the model lately
@@ -49,6 +52,7 @@ DATA_COVERAGE = "npuobs:data_coverage:ratio"
 GROUP_SLI = "npuobs-slo-sli"
 GROUP_SLO_BUDGET = "npuobs-slo-budget"
 GROUP_DEVICE_RECORDINGS = "npuobs-device-recordings"
+GROUP_FLEET_RECORDINGS = "npuobs-fleet-recordings"
 GROUP_CAPACITY_RECORDINGS = "npuobs-capacity-recordings"
 GROUP_COST_RECORDINGS = "npuobs-cost-recordings"
 GROUP_SLO_ALERTS = "npuobs-slo-alerts"

@@ -35,11 +35,22 @@ def _regex_alternatives(values: tuple[str, ...]) -> str:
     return "|".join(re.sub(r"([.+*?()\[\]{}|^$\\])", r"\\\\\1", v) for v in values)
 
 
+def _derived_records(t: Thresholds, fleet: bool) -> tuple[Record, ...]:
+    return tuple(Record(d.name, expr, labels) for d in schema.DERIVED if d.fleet is fleet
+                 for expr, labels in d.render(t.canary_tenant))
+
+
 def device_recording_group(t: Thresholds) -> Group:
     """The derived series the schema declares (``schema.DERIVED``), as recording rules the alerts
     and dashboards share."""
-    records = [Record(d.name, expr, labels) for d in schema.DERIVED for expr, labels in d.render(t.canary_tenant)]
-    return Group(cv.GROUP_DEVICE_RECORDINGS, tuple(records))
+    return Group(cv.GROUP_DEVICE_RECORDINGS, _derived_records(t, fleet=False))
+
+
+def fleet_recording_group(t: Thresholds) -> Group:
+    """The schema's fleet-level pre-aggregations, in a group of their own: they read every node's
+    workload series, so a rule engine evaluates them beside (not after) the device recordings, and
+    their evaluation time is reported on its own."""
+    return Group(cv.GROUP_FLEET_RECORDINGS, _derived_records(t, fleet=True))
 
 
 def with_vendor(expr: str) -> str:

@@ -21,6 +21,7 @@ from npuobs.alerting.device_alerts import (
     device_recording_group,
     exporter_alert_group,
     fleet_alert_group,
+    fleet_recording_group,
 )
 from npuobs.alerting.rules import Alert, Group
 from npuobs.alerting.slo_rules import slo_groups, slo_windows
@@ -68,7 +69,8 @@ def build_rules(config: Config) -> RuleSet:
               exporter_alert_group(spec.fleet))
     slo_alerts, *device_groups = (_with_service(g, spec.service) for g in groups)
     return RuleSet(
-        recording=(sli, budget, device_recording_group(t), capacity_recording_group(t, spec.fleet),
+        recording=(sli, budget, device_recording_group(t), fleet_recording_group(t),
+                   capacity_recording_group(t, spec.fleet),
                    cost_recording_group(t, spec.fleet)),
         slo_alerts=(slo_alerts,),
         device_alerts=tuple(device_groups),

@@ -13,7 +13,7 @@ from npuobs.alerting import conventions as cv
 from npuobs.alerting.slo_rules import BUDGET_INTERVAL
 from npuobs.dashboards import panels as p
 from npuobs.dashboards.panels import Q
-from npuobs.dashboards.queries import Filters, or_zero, quantile, sum_rate
+from npuobs.dashboards.queries import Filters, or_zero, recorded_quantile, sum_rate
 from npuobs.durations import format_duration, parse_duration
 
 VARIABLES = ("cluster", "model")
@@ -60,11 +60,12 @@ def build(options: p.Config) -> g.Dashboard:
         thresholds=p.below(0)), w=24, h=7)
 
     board.row("User experience")
-    latency = "npu_inference_latency_seconds"
+    # fleet-wide: the per-cluster pre-aggregation of user traffic's buckets (canary excluded in the rule)
+    latency = cv.CLUSTER_LATENCY_BUCKETS
     board.add(p.timeseries(
         "Inference latency p95 / p99", [
-            Q(quantile(f, 0.95, latency, ["model"], no_canary), "{{model}} p95"),
-            Q(quantile(f, 0.99, latency, ["model"], no_canary), "{{model}} p99"),
+            Q(recorded_quantile(f, 0.95, latency, ["model"]), "{{model}} p95"),
+            Q(recorded_quantile(f, 0.99, latency, ["model"]), "{{model}} p99"),
         ], "s",
         "End-to-end latency (queueing included) of user traffic. The dashed line is the latency SLI "
         "threshold: requests slower than it spend the latency SLO's budget.",

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from grafanalib import core as g
 
+from npuobs import schema
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.burnrate import windows_for
 from npuobs.alerting.slo_spec import SLO
 from npuobs.dashboards import panels as p
 from npuobs.dashboards.panels import Q
-from npuobs.dashboards.queries import Filters, or_zero, quantile, sum_increase
+from npuobs.dashboards.queries import Filters, or_zero, recorded_quantile, sum_increase
 
 VARIABLES = ("cluster", "node", "vendor", "device", "model")
 DEVICE_LEGEND = "{{node}}/{{device}}"
@@ -66,9 +67,10 @@ def build(options: p.Config) -> g.Dashboard:
 
     board.row("SLOs and alerts")
     board.add(p.timeseries(
-        "Live p99 latency", [Q(quantile(f, 0.99, "npu_inference_latency_seconds", ["model"],
-                                        f'tenant!="{t.canary_tenant}"'), "{{model}} p99")], "s",
-        "p99 of user inference latency over the rate interval; above the dashed line (the latency SLI "
+        "Live p99 latency", [Q(recorded_quantile(f, 0.99, cv.NODE_LATENCY_BUCKETS, ["model"]), "{{model}} p99")],
+        "s",
+        f"p99 of user inference latency (canary excluded) over {schema.AGGREGATION_WINDOW}, from the per-node "
+        "pre-aggregation so node and vendor filters still apply; above the dashed line (the latency SLI "
         "threshold) requests spend the latency SLO's budget.",
         thresholds=p.above(t.latency_slo_seconds),
         links=[p.runbook_link(options, cv.SLO_BURN_ALERTS["latency"])]), w=8)

@@ -166,6 +166,15 @@ def quantile(f: Filters, q: float, histogram: str, group: Iterable[str] = (), ex
     return f"histogram_quantile({q:g}, sum{by((*group, 'le'))} ({inner}))"
 
 
+def recorded_quantile(f: Filters, q: float, buckets: str, group: Iterable[str] = ()) -> str:
+    """``histogram_quantile`` over a recorded bucket rate (a fleet pre-aggregation that keeps ``le``),
+    aggregated across everything but ``group``: the panel reads a few recorded series, not every
+    node's raw buckets."""
+    if buckets not in schema.DERIVED_BY_NAME or "_bucket:" not in buckets:
+        raise ValueError(f"{buckets} is not a recorded histogram bucket rate")
+    return f"histogram_quantile({q:g}, sum{by((*group, 'le'))} ({f.vec(buckets)}))"
+
+
 def sum_rate(f: Filters, counter: str, group: Iterable[str] = (), extra: str = "", window: str = RATE) -> str:
     return f"sum{by(group)} ({f.vec(counter, extra, 'rate', window)})"
 

@@ -1,8 +1,9 @@
-"""The global tier on the real engine: VictoriaMetrics + one vmagent per cluster + vmalert + Alertmanager.
+"""The global tier on the real engine: VictoriaMetrics + one vmagent per cluster + vmalerts + Alertmanager.
 
 A small fleet (20 synthetic nodes replaying real exporter output, 2 clusters, 1 s scrapes): node 13
-(cluster c2) replays a node whose device 0 returns incorrect outputs (F8). vmalert, evaluating the
-generated cluster and global rules over VictoriaMetrics, must page with ``cluster="c2"`` through the
+(cluster c2) replays a node whose device 0 returns incorrect outputs (F8). The rules run as deployed:
+each cluster's vmalert evaluates the generated cluster rules over its own cluster's series, one global
+vmalert the global SLO rules over the pre-aggregations. c2's must page with ``cluster="c2"`` through the
 generated Alertmanager config to the PagerDuty receiver, and c1 must stay quiet. (F1, every device
 offline, would page NpuDeviceDown only after its 2-minute ``for``, and the availability burn defers
 to it; ``npuobs scale`` shows that path at node 917.)
@@ -24,7 +25,7 @@ from conftest import require_binary
 from npuobs.alerting import conventions as cv
 from npuobs.alerting import globaltier
 from npuobs.dashboards.promql import builtins, panel_queries, substitute, variable_defaults
-from npuobs.scale.globalstack import PAGE_KEY, GlobalStack
+from npuobs.scale.globalstack import GLOBAL, PAGE_KEY, GlobalStack, cluster_scoped_rules
 from npuobs.scale.replay import ReplayServer, plan_nodes, record
 from npuobs.stack.victoriametrics import vmalert_dry_run
 
@@ -69,9 +70,43 @@ def test_fault_in_one_cluster_pages_from_the_global_tier_with_its_cluster(stack:
     firing = event["payload"]["custom_details"]["firing"]
     assert "cluster = c2" in firing and "cluster = c1" not in firing
     assert "node-0013" in firing or "alertname = NpuAccuracyErrorBudgetBurn" in firing, firing
-    pages = [a for a in stack.vmalert.alerts() if a["labels"].get("severity") == cv.SEVERITY_PAGE
-             and a["state"] == "firing"]
-    assert pages and {a["labels"]["cluster"] for a in pages} == {"c2"}
+    def pages(engine: str) -> list[dict[str, Any]]:
+        return [a for a in stack.vmalerts[engine].alerts() if a["labels"].get("severity") == cv.SEVERITY_PAGE
+                and a["state"] == "firing"]
+
+    # the device page comes from c2's own rule engine, labelled with its cluster once; c1's holds none
+    assert pages("c2") and {a["labels"]["cluster"] for a in pages("c2")} == {"c2"}
+    assert not pages("c1")
+    assert all(a["labels"].get("cluster") == "c2" for a in pages(GLOBAL))
+
+
+def test_each_cluster_engine_evaluates_its_own_cluster_only(stack: GlobalStack) -> None:
+    """Each cluster's vmalert reads and writes one cluster: its recordings cover that cluster's devices
+    (10 nodes x 2), every series in VictoriaMetrics has its cluster once (no ``exported_cluster``),
+    and the global engine evaluates the global SLO rules only."""
+    devices = 10 * 2
+    for cluster in ("c1", "c2"):
+        rules = {(r["name"], r["type"]): r for g in stack.vmalerts[cluster].groups() for r in g["rules"]}
+        assert rules[("npuobs:npu_device_errors:rate5m", "recording")]["lastSamples"] == devices
+        assert rules[(globaltier.preagg_record("total"), "recording")]["lastSamples"] == 1
+        assert all(r["labels"].get("cluster") == cluster for r in rules.values())
+        assert {a["labels"]["cluster"] for a in stack.vmalerts[cluster].alerts()} <= {cluster}
+    recorded = stack.vm.wait_for("count by (cluster) (npuobs:npu_device_errors:rate5m)",
+                                 lambda r: len(r) == 2, timeout=60)
+    assert {s["metric"]["cluster"]: float(s["value"][1]) for s in recorded} == {"c1": devices, "c2": devices}
+    assert not stack.vm.query('count({exported_cluster!=""})')
+    global_groups = {g["name"] for g in stack.vmalerts[GLOBAL].groups()}
+    assert global_groups and globaltier.GROUP_CLUSTER_PREAGG not in global_groups
+    assert not global_groups & {g["name"] for g in stack.vmalerts["c1"].groups()}
+
+
+def test_cluster_scoped_rules_only_add_the_cluster_filter() -> None:
+    generated = yaml.safe_load((REPO / "alerts" / "generated" / globaltier.CLUSTER_RULES_FILE).read_text())
+    scoped = yaml.safe_load(cluster_scoped_rules(
+        (REPO / "alerts" / "generated" / globaltier.CLUSTER_RULES_FILE).read_text(), "eu-1"))
+    assert [g.pop("params") for g in scoped["groups"]] == [{"extra_label": ["cluster=eu-1"]}] * len(
+        generated["groups"])
+    assert scoped == generated
 
 
 def test_global_slo_rules_read_per_cluster_preaggregations(stack: GlobalStack) -> None:

@@ -1,9 +1,9 @@
 """``npuobs scale``: run the global tier at fleet size on this machine and measure it.
 
 Synthetic nodes (:mod:`npuobs.scale.replay`) are scraped every ``interval`` by one real vmagent
-per cluster and remote-written into a real VictoriaMetrics; a real vmalert evaluates the
-generated cluster and global rules; a real Alertmanager pages a local PagerDuty receiver
-(:mod:`npuobs.scale.globalstack`). While it runs, the harness samples the engine's own metrics
+per cluster and remote-written into a real VictoriaMetrics; real vmalerts evaluate the generated
+rules as deployed, one per cluster on that cluster's series and one global (:mod:`npuobs.scale.globalstack`);
+a real Alertmanager pages a local PagerDuty receiver. While it runs, the harness samples the engine's own metrics
 and RSS, times every executive and on-call dashboard query against the global tier each minute,
 and at the end checks that the fault injected at ``fault_node`` (every device offline) paged
 through vmalert -> Alertmanager. The report is JSON for a ``.json`` path, Markdown otherwise.
@@ -16,7 +16,7 @@ What it measures, and where from:
 - series per device: what the scrapers saw (``scrape_samples_scraped`` / devices per node), and
   the same simulated node rendered in every profile side by side;
 - scrape duration p99: vmagent's ``scrape_duration_seconds`` series, over the run;
-- rule evaluation time per group: vmalert's ``vmalert_iteration_duration_seconds`` (max quantile);
+- rule evaluation time per group of each vmalert: its ``vmalert_iteration_duration_seconds`` (max quantile);
 - dashboard query latency: wall time of ``/api/v1/query`` for each panel query, p50/p99;
 - engine RSS (max) and bytes on disk per ingested sample.
 """
@@ -40,6 +40,7 @@ from npuobs.dashboards.promql import builtins, panel_queries, substitute, variab
 from npuobs.scale.globalstack import PAGE_KEY, GlobalStack
 from npuobs.scale.replay import Recording, ReplayServer, node_name, plan_nodes, record
 from npuobs.schema import PROFILES, STANDARD_SERIES_PER_DEVICE_MAX, Profile
+from npuobs.stack.victoriametrics import VmAlert
 
 Progress = Callable[[str], None]
 DASHBOARDS = ("executive", "oncall")
@@ -165,8 +166,9 @@ def run(options: ScaleOptions, progress: Progress) -> dict[str, Any]:
     with ReplayServer(recording, nodes, advance_every=o.interval) as replay, \
             GlobalStack.start(replay, workdir, scrape_interval=interval, evaluation_interval=interval,
                               group_wait="10s") as stack:
-        progress(f"stack up: VictoriaMetrics {stack.vm.url}, {len(stack.agents)} vmagents, vmalert "
-                 f"{stack.vmalert.url}; {o.nodes} nodes x {o.devices_per_node} devices, fault {o.faults} "
+        progress(f"stack up: VictoriaMetrics {stack.vm.url}, {len(stack.agents)} vmagents, "
+                 f"{len(stack.vmalerts) - 1} cluster vmalerts + 1 global; {o.nodes} nodes x {o.devices_per_node} "
+                 f"devices, fault {o.faults} "
                  f"(node {fault.name} in {fault.cluster}); running {o.duration:g}s")
         report = _measure(o, stack, recording, queries, progress)
         report["series_per_device_by_profile"] = side_by_side
@@ -179,7 +181,8 @@ def run(options: ScaleOptions, progress: Progress) -> dict[str, Any]:
     report["wall_seconds"] = round(time.monotonic() - started, 1)
     progress(f"done in {report['wall_seconds']:g}s: {report['active_series']} active series, "
              f"{report['samples_per_second']:g} samples/s, dropped {report['dropped_samples']:g}, "
-             f"query p99 {report['query_p99_seconds']:.3f}s, rule eval max {report['rule_eval_max_seconds']:.3f}s, "
+             f"query p99 {report['query_p99_seconds']:.3f}s, rule eval max {report['rule_eval_max_seconds']:.3f}s "
+             f"({report['rule_eval_slowest']}), "
              f"fault paged: {report['fault_paged']}")
     return report
 
@@ -187,7 +190,8 @@ def run(options: ScaleOptions, progress: Progress) -> dict[str, Any]:
 def _measure(o: ScaleOptions, stack: GlobalStack, recording: Recording, queries: dict[str, str],
              progress: Progress) -> dict[str, Any]:
     vm_proc = psutil.Process(stack.vm.process.pid)
-    procs = {"victoria-metrics": vm_proc, "vmalert": psutil.Process(stack.vmalert.process.pid),
+    procs = {"victoria-metrics": vm_proc,
+             **{f"vmalert-{n}": psutil.Process(e.process.pid) for n, e in stack.vmalerts.items()},
              **{f"vmagent-{c}": psutil.Process(a.process.pid) for c, a in stack.agents.items()}}
     rss_max = {name: 0 for name in procs}
     cpu_start = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
@@ -218,7 +222,7 @@ def _measure(o: ScaleOptions, stack: GlobalStack, recording: Recording, queries:
                      f"{_total(vm, 'vm_cache_entries', type='storage/hour_metric_ids'):.0f}, rows inserted "
                      f"{_total(vm, 'vm_rows_inserted_total'):.0f}, "
                      f"VM RSS {rss_max['victoria-metrics'] / 2**20:.0f} MiB, "
-                     f"firing {sum(1 for a in stack.vmalert.alerts() if a['state'] == 'firing')} alerts")
+                     f"firing {sum(1 for a in stack.alerts() if a['state'] == 'firing')} alerts")
             next_progress = now + 60.0
         time.sleep(min(2.0, max(0.0, end - time.monotonic())))
     t_end = time.monotonic()
@@ -233,7 +237,9 @@ def _measure(o: ScaleOptions, stack: GlobalStack, recording: Recording, queries:
     scrape = stack.vm.query(f"quantile(0.99, quantile_over_time(0.99, scrape_duration_seconds[{window}]))")
     scraped = stack.vm.query(f"avg(avg_over_time(scrape_samples_scraped[{window}]))")
     up = stack.vm.query("sum(up)")
-    groups = _rule_eval(stack)
+    groups = {f"vmalert-{n}": _rule_eval(e) for n, e in stack.vmalerts.items()}
+    slowest = max(((s, f"{engine} {g}") for engine, by_group in groups.items() for g, s in by_group.items()),
+                  default=(math.nan, ""))
     per_query = {name: {"p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "runs": len(v)}
                  for name, v in latencies.items()}
     active = _total(vm, "vm_cache_entries", type="storage/hour_metric_ids")
@@ -257,8 +263,9 @@ def _measure(o: ScaleOptions, stack: GlobalStack, recording: Recording, queries:
         "query_p99_seconds": max((q["p99"] for q in per_query.values()), default=math.nan),
         "query_errors": query_errors,
         "queries": per_query,
-        "rule_eval_max_seconds": max(groups.values(), default=math.nan),
-        "rule_eval_seconds_by_group": groups,
+        "rule_eval_max_seconds": slowest[0],
+        "rule_eval_slowest": slowest[1],
+        "rule_eval_seconds_by_vmalert": groups,
         "engine_rss_bytes": rss_max["victoria-metrics"],
         "rss_bytes": rss_max,
         "cpu_seconds": cpu,
@@ -269,10 +276,10 @@ def _measure(o: ScaleOptions, stack: GlobalStack, recording: Recording, queries:
     }
 
 
-def _rule_eval(stack: GlobalStack) -> dict[str, float]:
-    """Slowest evaluation per vmalert group (max over the quantiles vmalert reports)."""
+def _rule_eval(engine: VmAlert) -> dict[str, float]:
+    """Slowest evaluation per group of one vmalert (max over the quantiles it reports)."""
     out: dict[str, float] = {}
-    for name, labels, value in parse_metrics(stack.vmalert.metrics()):
+    for name, labels, value in parse_metrics(engine.metrics()):
         if name == "vmalert_iteration_duration_seconds" and "group" in labels and not math.isnan(value):
             out[labels["group"]] = max(out.get(labels["group"], 0.0), value)
     return {k: round(v, 4) for k, v in sorted(out.items())}
@@ -326,7 +333,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"| dropped or rejected samples | {r['dropped_samples']:g} |",
         f"| scrape duration p99 | {r['scrape_p99_seconds']:.4f} s |",
         f"| worst dashboard query p99 | {r['query_p99_seconds']:.3f} s |",
-        f"| slowest vmalert group evaluation | {r['rule_eval_max_seconds']:.3f} s |",
+        f"| slowest vmalert group evaluation | {r['rule_eval_max_seconds']:.3f} s ({r['rule_eval_slowest']}) |",
         f"| VictoriaMetrics RSS (max) | {r['engine_rss_bytes'] / 2**20:.0f} MiB |",
         f"| bytes on disk per sample | {r['disk_bytes_per_sample']:g} |",
         f"| fault at {r['fault']['node']} ({r['fault']['cluster']}) paged | {r['fault_paged']} |",
@@ -335,9 +342,10 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|---|---|",
         *(f"| {k} | {v / 2**20:.0f} | {r['cpu_seconds'].get(k, 0):g} |" for k, v in r["rss_bytes"].items()),
         "",
-        "| vmalert group | slowest evaluation (s) |",
-        "|---|---|",
-        *(f"| {k} | {v:g} |" for k, v in r["rule_eval_seconds_by_group"].items()),
+        "| vmalert | group | slowest evaluation (s) |",
+        "|---|---|---|",
+        *(f"| {engine} | {g} | {v:g} |" for engine, by_group in r["rule_eval_seconds_by_vmalert"].items()
+          for g, v in by_group.items()),
         "",
         "| dashboard query | p50 (s) | p99 (s) | runs |",
         "|---|---|---|---|",

@@ -134,8 +134,8 @@ class VmAgent(_Managed):
 
 
 class VmAlert(_Managed):
-    """The global rule engine: evaluates rule files against ``datasource`` (the global engine's query
-    API), writes recording results back through ``remote_write``, sends alerts to Alertmanagers."""
+    """A rule engine: evaluates rule files against ``datasource`` (the global engine's query API),
+    writes recording results back through ``remote_write``, sends alerts to Alertmanagers."""
 
     def __init__(self, process: ManagedProcess, url: str) -> None:
         self.process = process
@@ -145,7 +145,7 @@ class VmAlert(_Managed):
     def start(cls, rule_files: Sequence[Path | str], datasource_url: str, workdir: Path, *,
               remote_write_url: str | None = None, notifier_urls: Sequence[str] = (),
               evaluation_interval: str = "1m", port: int | None = None, extra_args: Sequence[str] = (),
-              binary: str | None = None, ready_timeout: float = 20.0) -> VmAlert:
+              binary: str | None = None, ready_timeout: float = 20.0, name: str = "vmalert") -> VmAlert:
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         port = port or free_port()
@@ -157,7 +157,7 @@ class VmAlert(_Managed):
             argv += [f"-remoteWrite.url={remote_write_url}", f"-remoteRead.url={datasource_url}"]
         argv += [f"-notifier.url={u}" for u in notifier_urls]
         argv += list(extra_args)
-        process = ManagedProcess(argv, workdir / "vmalert.log", name="vmalert").start()
+        process = ManagedProcess(argv, workdir / "vmalert.log", name=name).start()
         try:
             wait_http_ok(f"{url}/health", ready_timeout, process=process)
         except BaseException:

@@ -110,7 +110,11 @@ def slo_groups(spec: Spec, policy: str, t: Thresholds = THRESHOLDS) -> tuple[Gro
     all_windows = slo_windows(spec, policy)
     longs = sorted({w.long for ws in all_windows.values() for w in ws}, key=parse_duration)
     sli_rules: list[Record] = [coverage_record(spec.fleet.exporter_job, w) for w in longs]
-    budget_rules: list[Record] = []
+    # the budget spent so far is judged against the whole period's allowance: with less history than the
+    # period, the period's error ratio times its coverage (a fresh deployment's bad first hour is a small
+    # share of a 30-day budget, not all of it)
+    periods = sorted({slo.period for slo in spec.slos}, key=parse_duration)
+    budget_rules: list[Record] = [coverage_record(spec.fleet.exporter_job, p) for p in periods]
     alerts: list[Alert] = []
     for slo in spec.slos:
         labels = slo_labels(spec, slo)
@@ -126,7 +130,10 @@ def slo_groups(spec: Spec, policy: str, t: Thresholds = THRESHOLDS) -> tuple[Gro
             Record(cv.SLO_ERROR_BUDGET, f"vector({budget})", labels),
             Record(cv.SLO_CURRENT_BURN_RATE, f"{cv.slo_error_ratio(used[0])}{sel} / {budget}", labels),
             Record(cv.SLO_PERIOD_BURN_RATE, f"{cv.slo_error_ratio(slo.period)}{sel} / {budget}", labels),
-            Record(cv.SLO_ERROR_BUDGET_REMAINING, f"1 - {cv.SLO_PERIOD_BURN_RATE}{sel}", labels),
+            Record(cv.SLO_ERROR_BUDGET_REMAINING,
+                   f"1 - {cv.SLO_PERIOD_BURN_RATE}{sel}\n"
+                   f'  * on () group_left () ({cv.DATA_COVERAGE}{{window="{slo.period}"}} or on () vector(1))',
+                   labels),
         ]
 
         name = cv.SLO_BURN_ALERTS[slo.sli]

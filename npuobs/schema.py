@@ -327,7 +327,7 @@ GOLDEN_MISMATCH_RATIO = DerivedSeries(
 # cluster's Prometheus and in a global vmalert over every cluster's raw series. A recording cannot use Grafana's
 # $__rate_interval; AGGREGATION_WINDOW is what that resolves to at the default 15 s scrape interval (four
 # scrapes, so rate() always has two samples even with one scrape missed). Level prefixes name the output
-# (``npuobs_node:`` per node, ``npuobs_cluster:`` per cluster), Prometheus' ``level:metric:operations``.
+# (``npuobs_device:``, ``npuobs_node:``, ``npuobs_cluster:``), Prometheus' ``level:metric:operations``.
 AGGREGATION_WINDOW = "1m"
 NODE_LATENCY_BUCKETS = DerivedSeries(
     f"npuobs_node:npu_inference_latency_seconds_bucket:rate{AGGREGATION_WINDOW}", ("cluster", "node", "model"),
@@ -340,10 +340,39 @@ CLUSTER_LATENCY_BUCKETS = DerivedSeries(
     f"sum by ($by, le) ({NODE_LATENCY_BUCKETS.name})",
     ("latency",), f"Latency histogram buckets of user traffic (canary excluded) per cluster and model, per second "
     f"over {AGGREGATION_WINDOW}: histogram_quantile input for fleet-wide panels.", fleet=True)
+# Per cluster the tenant label costs nothing (a few series): panels pick user traffic (canary excluded) or
+# every inference (energy and cost per inference: devices spend energy on canary checks too).
+CLUSTER_REQUESTS = DerivedSeries(
+    f"npuobs_cluster:npu_inference_requests:rate{AGGREGATION_WINDOW}", ("cluster", "model", "tenant", "outcome"),
+    f"sum by ($by) (rate(npu_inference_requests_total[{AGGREGATION_WINDOW}]))",
+    ("availability",), f"Inference requests per second over {AGGREGATION_WINDOW} per cluster, served model, tenant "
+    "and outcome.", fleet=True)
+# "Serving a model" = the runtime reports a queue for it on the device (the standard profile keeps the queue
+# gauge per device and model), as the executive's model filter always meant. A device serving two models
+# counts under both.
+_SERVING = "group by (cluster, node, device, model) (npu_inference_queue_length)"
+CLUSTER_SERVING_ENERGY = DerivedSeries(
+    f"npuobs_cluster:npu_serving_energy_joules:rate{AGGREGATION_WINDOW}", ("cluster", "model"),
+    f"sum by ($by) (\n  rate(npu_energy_joules_total[{AGGREGATION_WINDOW}])\n"
+    f"  * on (cluster, node, device) group_right ()\n  {_SERVING}\n)",
+    ("availability",), f"Board power (joules per second over {AGGREGATION_WINDOW}) of the devices serving each "
+    "model, per cluster: energy per inference and cost per inference.", fleet=True)
+CLUSTER_SERVING_DEVICES = DerivedSeries(
+    "npuobs_cluster:npu_serving_devices:count", ("cluster", "model"),
+    f"count by ($by) (\n  {_SERVING}\n  and on (cluster, node, device)\n  npu_device_up\n)",
+    ("availability",), "Devices (up or not, idle included) serving each model, per cluster: the device-hours "
+    "of cost per inference.", fleet=True)
+DEVICE_QUEUE_LENGTH = DerivedSeries(
+    "npuobs_device:npu_inference_queue_length:sum", ("cluster", "node", "device", "vendor", "model"),
+    "sum by ($by) (\n  npu_inference_queue_length\n  * on (cluster, node, device) group_left (vendor)\n"
+    "  group by (cluster, node, device, vendor) (npu_device_up)\n)",
+    ("latency", "F7"), "Requests waiting in each device's runtime queue per served model, with the device's "
+    "vendor: the on-call queue panel filters by vendor without a join.", fleet=True)
 
 DERIVED: tuple[DerivedSeries, ...] = (CPU_FALLBACK_RATIO, LATENCY_P99, TENANT_P99_SPREAD, DEVICE_ERROR_RATE,
                                       DISTINCT_VERSIONS, DEVICE_ERRORS_PER_REQUEST, GOLDEN_MISMATCH_RATIO,
-                                      NODE_LATENCY_BUCKETS, CLUSTER_LATENCY_BUCKETS)
+                                      NODE_LATENCY_BUCKETS, CLUSTER_LATENCY_BUCKETS, CLUSTER_REQUESTS,
+                                      CLUSTER_SERVING_ENERGY, CLUSTER_SERVING_DEVICES, DEVICE_QUEUE_LENGTH)
 DERIVED_BY_NAME: dict[str, DerivedSeries] = {d.name: d for d in DERIVED}
 
 

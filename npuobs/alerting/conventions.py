@@ -30,6 +30,10 @@ GOLDEN_MISMATCH_RATIO = schema.GOLDEN_MISMATCH_RATIO.name
 # --- fleet pre-aggregations for the dashboards (schema.DERIVED with ``fleet``; labels: cluster + their ``by``)
 NODE_LATENCY_BUCKETS = schema.NODE_LATENCY_BUCKETS.name
 CLUSTER_LATENCY_BUCKETS = schema.CLUSTER_LATENCY_BUCKETS.name
+CLUSTER_REQUESTS = schema.CLUSTER_REQUESTS.name
+CLUSTER_SERVING_ENERGY = schema.CLUSTER_SERVING_ENERGY.name
+CLUSTER_SERVING_DEVICES = schema.CLUSTER_SERVING_DEVICES.name
+DEVICE_QUEUE_LENGTH = schema.DEVICE_QUEUE_LENGTH.name
 
 # --- capacity (labels: cluster when the targets carry one, model = the served model)
 SERVING_DEVICES_EXPECTED = "npuobs:serving_devices_expected:count"  # devices that served the model lately

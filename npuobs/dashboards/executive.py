@@ -13,7 +13,7 @@ from npuobs.alerting import conventions as cv
 from npuobs.alerting.slo_rules import BUDGET_INTERVAL
 from npuobs.dashboards import panels as p
 from npuobs.dashboards.panels import Q
-from npuobs.dashboards.queries import Filters, or_zero, recorded_quantile, sum_rate
+from npuobs.dashboards.queries import Filters, or_zero, recorded_quantile
 from npuobs.durations import format_duration, parse_duration
 
 VARIABLES = ("cluster", "model")
@@ -60,8 +60,9 @@ def build(options: p.Config) -> g.Dashboard:
         thresholds=p.below(0)), w=24, h=7)
 
     board.row("User experience")
-    # fleet-wide: the per-cluster pre-aggregation of user traffic's buckets (canary excluded in the rule)
-    latency = cv.CLUSTER_LATENCY_BUCKETS
+    # fleet-wide panels read per-cluster pre-aggregations (docs/dashboards.md), not every node's raw series;
+    # the latency buckets are user traffic's (canary excluded in the rule)
+    requests, latency = cv.CLUSTER_REQUESTS, cv.CLUSTER_LATENCY_BUCKETS
     board.add(p.timeseries(
         "Inference latency p95 / p99", [
             Q(recorded_quantile(f, 0.95, latency, ["model"]), "{{model}} p95"),
@@ -71,13 +72,11 @@ def build(options: p.Config) -> g.Dashboard:
         "threshold: requests slower than it spend the latency SLO's budget.",
         thresholds=p.above(t.latency_slo_seconds)), w=12)
     board.add(p.timeseries(
-        "Throughput by outcome", [Q(sum_rate(f, "npu_inference_requests_total", ["outcome"], no_canary),
-                                    "{{outcome}}")], "reqps",
+        "Throughput by outcome", [Q(f"sum by (outcome) ({f.vec(requests, no_canary)})", "{{outcome}}")], "reqps",
         "User inference requests per second by outcome (success, error, oom, rejected), stacked: "
         "the top of the stack is the offered load.", stacked=True), w=12)
     board.add(p.stat(
-        "Successful inferences", [Q(sum_rate(f, "npu_inference_requests_total", (), f"{success},{no_canary}"),
-                                    "per second")], "reqps",
+        "Successful inferences", [Q(f"sum({f.vec(requests, f'{success},{no_canary}')})", "per second")], "reqps",
         "Total successful user inferences per second across the fleet."), w=6, h=5)
     board.add(p.stat(
         "Accuracy delta vs FP32", [Q(f"max by (model) ({f.vec('npu_accuracy_delta_ratio')})", "{{model}}")],
@@ -87,10 +86,11 @@ def build(options: p.Config) -> g.Dashboard:
         thresholds=p.above(t.accuracy_delta_max_ratio), decimals=2,
         links=[p.runbook_link(options, "NpuAccuracyDeltaHigh")]), w=6, h=5)
 
-    # Energy and device-hours cover every inference a device runs (canary checks too).
-    served = sum_rate(f, "npu_inference_requests_total", (), success)
-    watts = f"sum({f.model_scope(f.vec('npu_energy_joules_total', fn='rate'))})"
-    devices = f"count({f.model_scope(f.sel('npu_device_up'))})"
+    # Energy and device-hours cover every inference a device runs (canary checks too); with a model selected,
+    # only the devices serving it (the recordings are per model).
+    served = f"sum({f.vec(requests, success)})"
+    watts = f"sum({f.vec(cv.CLUSTER_SERVING_ENERGY)})"
+    devices = f"sum({f.vec(cv.CLUSTER_SERVING_DEVICES)})"
     board.add(p.stat(
         "Energy per inference", [Q(f"{watts} / {served}", "per inference")], "joule",
         "Device energy divided by successful inferences (board power only; host and cooling excluded)."), w=6, h=5)

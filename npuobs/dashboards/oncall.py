@@ -116,7 +116,7 @@ def build(options: p.Config) -> g.Dashboard:
         "Compute busy fraction per device; above the dashed line queues and tail latency grow.",
         thresholds=p.above(t.utilization_high_ratio, "orange"), data_links=debug), w=8)
     board.add(p.timeseries(
-        "Queue length", [Q(f"sum by (node, device) ({f.vec('npu_inference_queue_length')})", DEVICE_LEGEND)],
+        "Queue length", [Q(f"sum by (node, device) ({f.vec(cv.DEVICE_QUEUE_LENGTH)})", DEVICE_LEGEND)],
         "none", "Requests waiting in each device's runtime queue; a growing queue precedes latency burn.",
         links=[p.runbook_link(options, "NpuNoisyNeighbour")], data_links=debug), w=8)
     board.add(p.timeseries(

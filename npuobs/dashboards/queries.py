@@ -137,18 +137,6 @@ class Filters:
             expr = f"({expr} and {scope})"
         return expr
 
-    def model_scope(self, expr: str) -> str:
-        """Restrict a per-device expression to devices that serve the selected models.
-
-        Energy and device counts carry no ``model`` label; without this an executive looking at
-        one model would see the whole fleet's energy divided by that model's inferences.
-        """
-        if "model" not in self.variables:
-            return expr
-        # the queue gauge keeps (node, device, model) on every profile that has it; requests are per node
-        served = f"group by (node, device) ({self.sel('npu_inference_queue_length')})"
-        return f"({expr} and on (node, device) {served})"
-
 
 def by(labels: Iterable[str]) -> str:
     """`` by (a, b)`` or nothing, for aggregations that may or may not group."""

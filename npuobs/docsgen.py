@@ -55,9 +55,12 @@ def metrics_markdown() -> str:
         lines.append(f"| `{d.name}` | {labels} | {', '.join(d.serves)} | {d.help} |")
     lines += [
         "",
-        "Computed in panels only: energy per inference = `rate(npu_energy_joules_total)` /",
-        "`rate(npu_inference_requests_total)`; p50/p95 = `histogram_quantile` over",
-        "`npu_inference_latency_seconds_bucket`.",
+        "Derived series with a level prefix (`npuobs_device:`, `npuobs_node:`, `npuobs_cluster:`) are fleet",
+        "pre-aggregations in their own rule group, `npuobs-fleet-recordings`, read by the executive and on-call",
+        f"fleet panels instead of every node's raw series; their fixed rate window is {schema.AGGREGATION_WINDOW}",
+        "(docs/dashboards.md). Computed in panels: p50/p95/p99 = `histogram_quantile` over the recorded bucket",
+        "rates (the debug dashboard: over `npu_inference_latency_seconds_bucket`); energy per inference = the",
+        "serving devices' recorded energy rate / successful inferences.",
         "",
     ]
     return "\n".join(lines)

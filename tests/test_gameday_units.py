@@ -3,6 +3,7 @@ parsing, grading verdicts, the scenario catalogue against the generated rules, r
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from npuobs.alerting import conventions as cv
@@ -213,3 +214,29 @@ def test_record_actions_are_validated() -> None:
 def test_report_helpers() -> None:
     assert [fmt_seconds(s) for s in (None, 5, 95, 3600, 5400)] == ["-", "5s", "1m35s", "1h00m", "1h30m"]
     assert markdown_table(("a", "b"), [("x|y", 1)]).splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
+
+
+def test_a_baseline_judged_drill_waits_for_its_baseline_history() -> None:
+    """Run first or alone, the cost drill would be judged against no baseline and miss: it waits instead."""
+    from types import SimpleNamespace
+
+    from npuobs.config import Config
+    from npuobs.gameday.runner import BASELINE_MARGIN_SECONDS, DrillRunner
+
+    waits: list[float] = []
+    runner = DrillRunner.__new__(DrillRunner)
+    runner.stack = SimpleNamespace(config=Config.load())
+    runner.options = SimpleNamespace(poll_seconds=1.0)
+    runner.observer = SimpleNamespace(watch=lambda seconds, **_: waits.append(seconds))
+    runner.progress = lambda _: None
+    offset = 600.0  # thresholds.cost_baseline_offset, 10m
+    assert SCENARIOS["cost"].needs_baseline and not SCENARIOS["F5"].needs_baseline
+
+    runner.started = time.time()  # a fresh stack: wait the offset plus the margin
+    runner._await_baseline(SCENARIOS["cost"])
+    runner._await_baseline(SCENARIOS["F5"])
+    assert len(waits) == 1 and offset + BASELINE_MARGIN_SECONDS - 5 < waits[0] <= offset + BASELINE_MARGIN_SECONDS
+
+    runner.started = time.time() - offset - BASELINE_MARGIN_SECONDS - 1  # history enough: no wait
+    runner._await_baseline(SCENARIOS["cost"])
+    assert len(waits) == 1

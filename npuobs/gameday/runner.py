@@ -32,11 +32,14 @@ from pathlib import Path
 from npuobs.alerting import conventions as cv
 from npuobs.amapi import AlertmanagerAPI, AlertmanagerError
 from npuobs.config import Config
+from npuobs.durations import parse_duration
 from npuobs.gameday.grader import Delivery, Grader, ScenarioResult, SeenAlert, delivery_from_event, open_incidents
 from npuobs.gameday.scenarios import Scenario
 from npuobs.simulator.fleet import FleetConfig
 from npuobs.stack.embedded import PAGE_KEY, TICKET_KEY, EmbeddedStack, Timing
 from npuobs.stack.proc import StackError
+
+BASELINE_MARGIN_SECONDS = 180.0  # healthy history inside the baseline window before a baseline-judged drill
 
 
 @dataclass(frozen=True)
@@ -153,9 +156,11 @@ class DrillRunner:
         self.observer = Observer(stack)
         self.grader = Grader(options.fleet, dict(stack.runner.targets), self.observer.receivers)
         self.done: list[Scenario] = []
+        self.started = time.time()  # the stack's history begins about here
 
     def run(self, scenario: Scenario) -> ScenarioResult:
         obs, o = self.observer, self.options
+        self._await_baseline(scenario)
         obs.poll()
         before = obs.active()
         first_delivery = len(obs.deliveries)
@@ -187,6 +192,17 @@ class DrillRunner:
         self.done.append(scenario)
         self.progress(f"[{_clock(time.time())}] {scenario.name}: {result.verdict()}")
         return result
+
+    def _await_baseline(self, scenario: Scenario) -> None:
+        """Hold a baseline-judged drill until the stack holds its baseline's history (offset + a margin)."""
+        if not scenario.needs_baseline:
+            return
+        t = self.stack.config.thresholds
+        ready = self.started + parse_duration(t.cost_baseline_offset) + BASELINE_MARGIN_SECONDS
+        if (wait := ready - time.time()) > 0:
+            self.progress(f"[{_clock(time.time())}] {scenario.name}: waiting {wait:.0f}s until the stack holds "
+                          f"{t.cost_baseline_offset} + {BASELINE_MARGIN_SECONDS:g}s of history for its baseline")
+            self.observer.watch(wait, poll=self.options.poll_seconds)
 
     def _mine(self, before: set[tuple[tuple[str, str], ...]], since: float) -> list[SeenAlert]:
         """Alerts that were not active before the drill and fired (or were inhibited) after it began."""

@@ -211,3 +211,24 @@ def test_helm_global_tier_values_render_valid_objects(binaries: None, tmp_path: 
     assert vmalert_dry_run([cluster_rules, global_rules]).returncode == 0
     default = {(o["kind"], o["metadata"]["name"]) for _, o in render_chart(REPO / CHART_DIR)}
     assert ("ConfigMap", "npuobs-global-rules") not in default
+
+
+def test_fleet_panels_read_recordings_of_every_cluster_at_the_global_tier(stack: GlobalStack) -> None:
+    """The executive/on-call fleet panels read the fleet pre-aggregations, which each cluster's engine
+    records for its own cluster: every one has both clusters' series, and every panel reading them
+    returns data from VictoriaMetrics."""
+    generated = yaml.safe_load((REPO / "alerts" / "generated" / globaltier.CLUSTER_RULES_FILE).read_text())
+    fleet = {r["record"] for g in generated["groups"] if g["name"] == cv.GROUP_FLEET_RECORDINGS for r in g["rules"]}
+    assert {cv.CLUSTER_LATENCY_BUCKETS, cv.NODE_LATENCY_BUCKETS, cv.CLUSTER_REQUESTS, cv.DEVICE_QUEUE_LENGTH} <= fleet
+    for name in fleet:
+        stack.vm.wait_for(f"count by (cluster) ({name})", lambda r: {s["metric"].get("cluster") for s in r}
+                          == {"c1", "c2"}, timeout=60)
+    reading = 0
+    for key in ("executive", "oncall"):
+        board: dict[str, Any] = json.loads((REPO / "dashboards" / f"{key}.json").read_text())
+        values = {**variable_defaults(board), **builtins("1m", "15m")}
+        for q in panel_queries(board):
+            if any(name in q.expr for name in fleet):
+                reading += 1
+                stack.vm.wait_for(substitute(q.expr, values), timeout=60)  # raises when it stays empty
+    assert reading >= 8, reading  # latency x3, throughput, successes, energy, cost, queue length

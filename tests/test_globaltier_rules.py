@@ -62,3 +62,32 @@ def test_alertmanager_groups_and_inhibits_within_a_cluster() -> None:
     assert config["route"]["group_by"][0] == "cluster"  # node-1 of two clusters: two incidents
     for rule in config["inhibit_rules"]:  # a device down in c1 must not silence c2's alerts
         assert "cluster" in rule["equal"], rule
+
+
+def test_split_independent_keeps_rules_that_read_each_other_together() -> None:
+    from npuobs.alerting.rules import Alert, Group, Record, split_independent
+
+    a, b = Record("job:a:rate5m", "sum(rate(a[5m]))"), Record("job:b:ratio", "job:a:rate5m / 2")
+    c, c2 = Record("job:c:count", "count(x)", {"kind": "x"}), Record("job:c:count", "count(y)", {"kind": "y"})
+    page = Alert("BHigh", "job:b:ratio > 3", cv.SEVERITY_PAGE, "F1", "s", "d")
+    parts = split_independent(Group("g", (a, c, b, c2, page), interval="30s"))
+    assert [(p.name, p.rules, p.interval) for p in parts] == [
+        ("g/job:a:rate5m", (a, b, page), "30s"), ("g/job:c:count/x", (c,), "30s"), ("g/job:c:count/y", (c2,), "30s")]
+    reads_both = Record("job:d:sum", "sum(job:c:count)")
+    assert [p.rules for p in split_independent(Group("g", (c, a, c2, reads_both)))] == [(c, c2, reads_both), (a,)]
+    whole = Group("h", (a, b))
+    assert split_independent(whole) == (whole,)
+
+
+def test_cluster_device_recordings_run_as_independent_groups(config: Config) -> None:
+    """Same rules, same order, one group per set of rules that read each other (the p99 and its spread)."""
+    from npuobs.alerting.device_alerts import device_recording_group
+
+    whole = device_recording_group(config.thresholds)
+    parts = [g for g in globaltier.cluster_groups(config.spec, config.thresholds)
+             if g.name.startswith(f"{whole.name}/")]
+    assert len(parts) > 3
+    assert [r.name for g in parts for r in g.rules] == [r.name for r in whole.rules]
+    p99 = ("npuobs:npu_inference_latency_seconds:p99_rate5m", "npuobs:npu_tenant_latency_p99_spread:ratio")
+    together = {g.name for g in parts for r in g.rules if r.name in p99}
+    assert len(together) == 1

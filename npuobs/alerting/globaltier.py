@@ -37,7 +37,7 @@ from npuobs.alerting.device_alerts import (
     fleet_alert_group,
     fleet_recording_group,
 )
-from npuobs.alerting.rules import Group, Record
+from npuobs.alerting.rules import Group, Record, split_independent
 from npuobs.alerting.slo_rules import slo_groups
 from npuobs.alerting.slo_spec import REGROUPABLE, SLO, WINDOW, Spec, SpecError
 from npuobs.thresholds import Thresholds
@@ -132,9 +132,11 @@ def global_spec(spec: Spec) -> Spec:
 def cluster_groups(spec: Spec, t: Thresholds) -> tuple[Group, ...]:
     """What each cluster's Prometheus evaluates: pre-aggregations, device and fleet (dashboard) recordings
     and device alerts (those need raw per-device series; they reach Alertmanager with the cluster's
-    external label)."""
-    device_groups = (device_recording_group(t), fleet_recording_group(t), device_alert_group(t, spec.fleet),
-                     fleet_alert_group(t, spec.fleet), exporter_alert_group(spec.fleet))
+    external label). The device recordings over every device of a cluster run as independent groups
+    (concurrently) rather than one: the cluster's slowest group stays small as the cluster grows."""
+    device_groups = (*split_independent(device_recording_group(t)), fleet_recording_group(t),
+                     device_alert_group(t, spec.fleet), fleet_alert_group(t, spec.fleet),
+                     exporter_alert_group(spec.fleet))
     return (cluster_preaggregation_group(spec), *(_keep_cluster_group(g) for g in device_groups))
 
 

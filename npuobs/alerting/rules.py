@@ -7,6 +7,7 @@ without them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,3 +72,47 @@ class Group:
     @property
     def alerts(self) -> tuple[Alert, ...]:
         return tuple(r for r in self.rules if isinstance(r, Alert))
+
+
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def split_independent(group: Group) -> tuple[Group, ...]:
+    """``group`` as one group per set of rules that read each other's recordings, in the original order.
+
+    Rules of one group run one after another, each seeing the results of those before it in the same
+    evaluation; groups run concurrently. Rules that do not read each other's output compute the same
+    results in separate groups, and then a group takes as long as its part, not the sum of all. Each
+    part is named ``<group>/<its first rule>`` (plus that rule's label values where two parts would
+    share a name).
+    """
+    parent = list(range(len(group.rules)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    recorded = {i: r.name for i, r in enumerate(group.rules) if isinstance(r, Record)}
+    for j, rule in enumerate(group.rules):
+        read = set(_NAME.findall(rule.expr))
+        for i, name in recorded.items():
+            if i != j and name in read:
+                parent[root(j)] = root(i)
+    parts: dict[int, list[Alert | Record]] = {}
+    for i, rule in enumerate(group.rules):
+        parts.setdefault(root(i), []).append(rule)
+    if len(parts) == 1:
+        return (group,)
+    firsts = [rules[0] for rules in parts.values()]
+
+    def name(first: Alert | Record) -> str:
+        if sum(f.name == first.name for f in firsts) > 1:
+            return f"{group.name}/{first.name}/" + "/".join(first.labels.values())
+        return f"{group.name}/{first.name}"
+
+    out = tuple(Group(name(rules[0]), tuple(rules), group.interval) for rules in parts.values())
+    if len({g.name for g in out}) != len(out):
+        raise ValueError(f"group {group.name}: its independent parts have no unique names")
+    return out

@@ -40,6 +40,8 @@ CASES: list[tuple[dict[str, str], bool]] = [
     (_alert("NpuDeviceDown", "page", "F1", node="n1", device="0", vendor="furiosa", **SLO), False),
     (_alert("NpuDeviceErrorRateHigh", "page", "F1", node="n1", device="0", vendor="furiosa"), True),
     (_alert("NpuAvailabilityErrorBudgetBurn", "ticket", "SLO", **SLO), True),
+    # ... and, at the global tier (docs/scale.md), its cluster's plain ticket for the same device
+    (_alert("NpuDeviceDown", "ticket", "F1", node="n1", device="0", vendor="furiosa"), True),
     # ... but not another device's alert, nor another SLO's page (a second cause)
     (_alert("NpuDeviceErrorRateHigh", "page", "F1", node="n1", device="1", vendor="furiosa"), False),
     (_alert("NpuLatencyErrorBudgetBurn", "page", "SLO", slo="digits-mlp-latency", sli="latency",

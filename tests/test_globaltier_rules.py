@@ -46,8 +46,43 @@ def test_global_slo_rules_read_only_preaggregations_and_keep_cluster(config: Con
     assert {a.name for a in alerts.alerts} >= set(cv.SLO_BURN_ALERTS.values())
 
 
+RAW_DEVICE_SERIES = ("npu_device_up", "npu_inference_requests_total", "npu_golden_mismatches_total",
+                     "npu_inference_latency_seconds", "npu_golden_checks_total")
+
+
+def test_global_rules_read_no_raw_device_series_and_page_the_composite_from_the_record(config: Config) -> None:
+    groups = globaltier.global_groups(config.spec, config.policy, config.thresholds)
+    for rule in (r for g in groups for r in g.to_dict("")["rules"]):  # expressions and annotation queries
+        assert not any(m in str(rule) for m in RAW_DEVICE_SERIES), rule
+    alerts = [a for g in groups for a in g.alerts]
+    down = [a for a in alerts if a.name == cv.ALERT_DEVICE_DOWN]
+    models = {s.name for s in config.spec.slos if s.model}
+    assert models and {a.labels["slo"] for a in down} == models  # one composite page per SLO tied to a model
+    for a in down:
+        assert a.severity == cv.SEVERITY_PAGE and a.for_ == "1m"
+        for w in ("5m", "30m"):  # the default policy's page short windows
+            assert f'group by (cluster, node, device, vendor, model) ({cv.DOWN_SERVING}{{window="{w}"}})' in a.expr
+        assert "on (cluster, model) group_left" in a.expr
+    pages = [a for a in alerts if a.name in cv.SLO_BURN_ALERTS.values() and a.severity == cv.SEVERITY_PAGE]
+    assert pages and all(f"unless on (cluster, model)\n  group by (cluster, node, device, vendor, model) "
+                         f"({cv.DOWN_SERVING}" in a.expr for a in pages)
+
+
+def test_each_cluster_records_its_down_devices_per_page_short_window(config: Config) -> None:
+    groups = {g.name: g for g in globaltier.cluster_groups(config.spec, config.policy, config.thresholds)}
+    down = groups[globaltier.GROUP_CLUSTER_DOWN_SERVING]
+    assert [(r.name, r.labels) for r in down.rules] == [(cv.DOWN_SERVING, {"window": "5m"}),
+                                                        (cv.DOWN_SERVING, {"window": "30m"})]
+    for r in down.rules:
+        assert f'min_over_time(npu_device_up{{job="npuobs"}}[{r.labels["window"]}]) == 0' in r.expr
+        assert r.expr.startswith("group by (cluster, node, device, vendor, model) (")
+    # the cluster tier still tickets every down device (the global composite page folds it: amconfig)
+    tickets = [a for g in groups.values() for a in g.alerts if a.name == cv.ALERT_DEVICE_DOWN]
+    assert [a.severity for a in tickets] == [cv.SEVERITY_TICKET] and "unless" not in tickets[0].expr
+
+
 def test_cluster_rules_keep_the_device_alerts(config: Config) -> None:
-    groups = globaltier.cluster_groups(config.spec, config.thresholds)
+    groups = globaltier.cluster_groups(config.spec, config.policy, config.thresholds)
     alerts = {a.name for g in groups for a in g.alerts}
     assert {"NpuDeviceDown", "NpuIncorrectOutputs", "NpuExporterDown"} <= alerts
     for g in groups[1:]:
@@ -84,7 +119,7 @@ def test_cluster_device_recordings_run_as_independent_groups(config: Config) -> 
     from npuobs.alerting.device_alerts import device_recording_group
 
     whole = device_recording_group(config.thresholds)
-    parts = [g for g in globaltier.cluster_groups(config.spec, config.thresholds)
+    parts = [g for g in globaltier.cluster_groups(config.spec, config.policy, config.thresholds)
              if g.name.startswith(f"{whole.name}/")]
     assert len(parts) > 3
     assert [r.name for g in parts for r in g.rules] == [r.name for r in whole.rules]

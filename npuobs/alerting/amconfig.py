@@ -107,6 +107,13 @@ def inhibit_rules() -> list[dict[str, Any]]:
                              'slo=~".+"'],
          "target_matchers": [f'alertname=~"{SLO_BURNS}"'],
          "equal": ["cluster", "slo"]},  # cluster: a device down in c1 says nothing about c2's burn
+        # The composite page folds its device's plain ticket. One Prometheus never fires both (the ticket
+        # leaves out what the composite pages); at the global tier each cluster tickets every down device
+        # and the global engine pages the composite, and the ticket has no slo label to match the rule below.
+        {"source_matchers": [f'alertname="{cv.ALERT_DEVICE_DOWN}"', f'severity="{cv.SEVERITY_PAGE}"',
+                             'device=~".+"'],
+         "target_matchers": [f'alertname="{cv.ALERT_DEVICE_DOWN}"', f'severity="{cv.SEVERITY_TICKET}"'],
+         "equal": ["cluster", "node", "device"]},
         # A lost node (its exporter silent) explains the per-device alerts on it.
         {"source_matchers": [f'alertname="{cv.ALERT_EXPORTER_DOWN}"', 'node=~".+"'],
          "target_matchers": ['alertname=~"Npu.+"', f'alertname!="{cv.ALERT_EXPORTER_DOWN}"', 'device=~".+"'],

@@ -21,6 +21,7 @@ composite page, because an SLO page implies its short window burns above the sam
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 
 from npuobs import schema
 from npuobs.alerting import conventions as cv
@@ -31,6 +32,11 @@ from npuobs.durations import parse_duration
 from npuobs.thresholds import Thresholds
 
 DOWN_FOR = "2m"  # the ticket: down this long with no SLO hurt (a 20-second blip is not worth a ticket)
+DownDevices = Callable[[str], str]
+"""Window -> PromQL of the devices down within it with the model they served (labels cluster, node, device,
+vendor, model; value 1). Where the composite reads that from differs per tier: raw per-device series in one
+Prometheus (:func:`down_serving`), a per-cluster record at the global tier (``globaltier``)."""
+
 COMPOSITE_FOR = "1m"  # the page: the short window already confirms the burn; one minute rules out a flap
 DEVICE = "cluster, node, device"
 ON_DEVICE = "NPU {{ $labels.device }} ({{ $labels.vendor }}) on node {{ $labels.node }}"
@@ -59,14 +65,25 @@ def down_serving(job: str, window: str, lookback: str) -> str:
             f'  {serving(job, lookback)}\n)')
 
 
+def raw_down(spec: Spec, t: Thresholds) -> DownDevices:
+    """:func:`down_serving` over this Prometheus' own raw series: the default everywhere but the global tier."""
+    return lambda window: down_serving(spec.fleet.exporter_job, window, t.capacity_inventory_lookback)
+
+
+def page_short_windows(spec: Spec, windows: dict[str, tuple[BurnWindow, ...]]) -> list[str]:
+    """The short windows of every page window pair of an SLO tied to a model: the windows a composite clause
+    (and the SLO page's ``unless``) asks "down within" for."""
+    shorts = {w.short for slo in spec.slos if slo.model for w in windows[slo.name] if w.severity == cv.SEVERITY_PAGE}
+    return sorted(shorts, key=parse_duration)
+
+
 def _burning(slo: SLO, w: BurnWindow) -> str:
     return (f'{cv.slo_error_ratio(w.short)}{{slo="{slo.name}"}} / {slo.error_budget:g} > {w.factor:g}')
 
 
-def _clauses(spec: Spec, windows: dict[str, tuple[BurnWindow, ...]], t: Thresholds) -> dict[str, str]:
+def _clauses(spec: Spec, windows: dict[str, tuple[BurnWindow, ...]], down: DownDevices) -> dict[str, str]:
     """SLO name -> down devices x the page-level short-window burn of that SLO (one clause per page window
     pair); SLOs without a model are left out (custom SLIs cannot be tied to devices)."""
-    job = spec.fleet.exporter_job
     extra = ", ".join(("slo", "sli", "service", *spec.labels))
     out = {}
     for slo in spec.slos:
@@ -74,8 +91,8 @@ def _clauses(spec: Spec, windows: dict[str, tuple[BurnWindow, ...]], t: Threshol
         for w in windows[slo.name]:
             if w.severity != cv.SEVERITY_PAGE or not slo.model:
                 continue
-            down = textwrap.indent(down_serving(job, w.short, t.capacity_inventory_lookback), "  ")
-            clauses.append(f"(\n{down}\n  * on (model) group_left ({extra})\n  ({_burning(slo, w)})\n)")
+            down_expr = textwrap.indent(down(w.short), "  ")
+            clauses.append(f"(\n{down_expr}\n  * on (model) group_left ({extra})\n  ({_burning(slo, w)})\n)")
         if clauses:
             out[slo.name] = "\nor\n".join(clauses)
     return out
@@ -95,13 +112,12 @@ def _burn_sentence(slo: SLO, short: str) -> str:
             f"{{{{ . | first | value | humanizePercentage }}}} of its {slo.period} error budget.{{{{ end }}}}")
 
 
-def slo_page_unless(spec: Spec, slo: SLO, w: BurnWindow, t: Thresholds) -> str:
+def slo_page_unless(slo: SLO, w: BurnWindow, down: DownDevices) -> str:
     """What the SLO's own page clause for ``w`` excludes: its model while a device serving it is down
     within the clause's short window (the composite pages for it instead)."""
     if not slo.model:
         return ""
-    down = textwrap.indent(down_serving(spec.fleet.exporter_job, w.short, t.capacity_inventory_lookback), "  ")
-    return f"\n  unless on (model)\n{down}"
+    return f"\n  unless on (model)\n{textwrap.indent(down(w.short), '  ')}"
 
 
 def device_down_ticket(job: str, clauses: dict[str, str] | None = None) -> Alert:
@@ -121,9 +137,13 @@ def device_down_ticket(job: str, clauses: dict[str, str] | None = None) -> Alert
         DOWN_FOR)
 
 
-def device_down_alerts(spec: Spec, windows: dict[str, tuple[BurnWindow, ...]], t: Thresholds) -> list[Alert]:
-    """The composite page per SLO tied to a model, and the ticket."""
-    clauses = _clauses(spec, windows, t)
+def device_down_pages(spec: Spec, windows: dict[str, tuple[BurnWindow, ...]], down: DownDevices) -> list[Alert]:
+    """The composite page per SLO tied to a model, its down devices read by ``down``: alone, where the
+    ticket is evaluated elsewhere (the global tier: every cluster tickets its own down devices)."""
+    return _pages(spec, windows, _clauses(spec, windows, down))
+
+
+def _pages(spec: Spec, windows: dict[str, tuple[BurnWindow, ...]], clauses: dict[str, str]) -> list[Alert]:
     alerts = []
     for slo in spec.slos:
         if slo.name not in clauses:
@@ -137,4 +157,10 @@ def device_down_alerts(spec: Spec, windows: dict[str, tuple[BurnWindow, ...]], t
             "burning its error budget" + _burn_sentence(slo, short)
             + " One incident: the SLO's own page is held back while this device explains it.",
             COMPOSITE_FOR, {"slo": slo.name}))
-    return [*alerts, device_down_ticket(spec.fleet.exporter_job, clauses)]
+    return alerts
+
+
+def device_down_alerts(spec: Spec, windows: dict[str, tuple[BurnWindow, ...]], t: Thresholds) -> list[Alert]:
+    """The composite page per SLO tied to a model, and the ticket, both over this Prometheus' raw series."""
+    clauses = _clauses(spec, windows, raw_down(spec, t))
+    return [*_pages(spec, windows, clauses), device_down_ticket(spec.fleet.exporter_job, clauses)]

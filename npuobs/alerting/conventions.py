@@ -43,6 +43,10 @@ SERVING_BUSY = "npuobs:serving_busy_devices:sum"  # sum of utilization of the av
 SERVING_DEMAND = "npuobs:serving_demand_busy_devices:max"  # busy devices, max over the demand lookback
 SERVING_PROJECTED_UTILIZATION = "npuobs:serving_projected_utilization:ratio"  # demand / available devices
 
+# --- the global tier: devices down (now or within ``window``) that served a model, per cluster; recorded by
+# each cluster (labels: cluster, node, device, vendor, model, window; value 1; only down devices have series)
+DOWN_SERVING = "npuobs:npu_device_down_serving:any"
+
 # --- cost per successful inference, per device and served model (labels: node, device, vendor, model)
 HOST_CPU_CORES = "npuobs:npu_host_cpu_cores:rate5m"  # host CPU cores busy with the device's fallback ops
 ENERGY_PER_SUCCESS = "npuobs:npu_energy_per_success:joules_rate5m"  # device + host energy / successes

@@ -111,8 +111,10 @@ def render(config: Config) -> dict[str, str]:
     }, header)
     files[cv.ALERTMANAGER_FILE] = dump_yaml(alertmanager_config(config.alertmanager), header)
     # the global tier (docs/scale.md): per-cluster pre-aggregations + device rules, global SLO rules
-    for name, groups in ((globaltier.CLUSTER_RULES_FILE, globaltier.cluster_groups(config.spec, config.thresholds)),
-                         (globaltier.GLOBAL_RULES_FILE, globaltier.global_groups(config.spec, config.policy))):
+    for name, groups in ((globaltier.CLUSTER_RULES_FILE, globaltier.cluster_groups(config.spec, config.policy,
+                                                                                  config.thresholds)),
+                         (globaltier.GLOBAL_RULES_FILE, globaltier.global_groups(config.spec, config.policy,
+                                                                                 config.thresholds))):
         files[name] = dump_yaml({"groups": [g.to_dict(config.runbook_base_url) for g in groups]}, header)
     return files
 

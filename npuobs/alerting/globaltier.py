@@ -23,6 +23,14 @@ first and last 5 minutes), so the global error ratios match the single-Prometheu
 global tier never needs a raw per-device series for its rules. Every global SLO record and alert
 carries ``cluster``: a fault in one cluster pages with its cluster's name, and Alertmanager groups
 and deduplicates by it (see ``amconfig``).
+
+The composite ``NpuDeviceDown`` page (``composite``: a device down while the SLO of its model burns)
+needs both halves in one place. The SLO burn is only known globally, the down devices only per
+cluster, so each cluster also records its down devices serving a model (:data:`~npuobs.alerting.
+conventions.DOWN_SERVING`, one series per down device and page short window: nothing while all are
+up) and the global engine evaluates the composite page, and the SLO page's "unless a device serving
+the model is down", over that record. Each cluster keeps ticketing its own down devices; the global
+page folds the ticket of its device (Alertmanager inhibition, ``amconfig``).
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from npuobs.alerting import conventions as cv
+from npuobs.alerting.composite import DEVICE, device_down_pages, page_short_windows, raw_down
 from npuobs.alerting.device_alerts import (
     device_alert_group,
     device_recording_group,
@@ -38,8 +48,9 @@ from npuobs.alerting.device_alerts import (
     fleet_recording_group,
 )
 from npuobs.alerting.rules import Group, Record, split_independent
-from npuobs.alerting.slo_rules import slo_groups
+from npuobs.alerting.slo_rules import slo_groups, slo_windows
 from npuobs.alerting.slo_spec import REGROUPABLE, SLO, WINDOW, Spec, SpecError
+from npuobs.thresholds import DEFAULT as THRESHOLDS
 from npuobs.thresholds import Thresholds
 
 PREAGG_WINDOW = "5m"
@@ -49,6 +60,7 @@ CLUSTER_LABEL = "cluster"
 """The external label each cluster's scraper adds; kept by every global SLO rule."""
 
 GROUP_CLUSTER_PREAGG = "npuobs-cluster-slo-preaggregation"
+GROUP_CLUSTER_DOWN_SERVING = "npuobs-cluster-down-serving"
 PREAGG_PREFIX = "npuobs_cluster:slo_"
 CLUSTER_RULES_FILE = "cluster-rules.yaml"
 GLOBAL_RULES_FILE = "global-rules.yaml"
@@ -105,6 +117,27 @@ def cluster_preaggregation_group(spec: Spec) -> Group:
     return Group(GROUP_CLUSTER_PREAGG, tuple(records))
 
 
+def cluster_down_serving_group(spec: Spec, policy: str, t: Thresholds) -> Group | None:
+    """Per page short window of the policy, the cluster's devices down within it with the model they served
+    (``composite.down_serving``, value 1): what the global composite page and SLO page join on. None when
+    no SLO is tied to a model (no composite).
+
+    A group of its own, not the SLI pre-aggregation's: it reads every device's state and an inventory
+    lookback (``last_over_time`` over an hour), a cost that grows with the cluster's devices while the SLI
+    rates grow with its SLOs; apart, the engine evaluates them concurrently and reports each one's time.
+    """
+    records = tuple(Record(cv.DOWN_SERVING, expr, {"window": w})
+                    for w in page_short_windows(spec, slo_windows(spec, policy))
+                    for expr in (raw_down(spec, t)(w),))
+    return Group(GROUP_CLUSTER_DOWN_SERVING, records) if records else None
+
+
+def down_from_record(window: str) -> str:
+    """The global tier's down devices within ``window``: the clusters' :data:`cv.DOWN_SERVING` record, with
+    the labels ``composite.down_serving`` has (so the composite page is labelled the same in both tiers)."""
+    return f'group by ({DEVICE}, vendor, model) ({cv.DOWN_SERVING}{{window="{window}"}})'
+
+
 def _keep_cluster_group(group: Group) -> Group:
     return dataclasses.replace(group, rules=tuple(dataclasses.replace(r, expr=keep_cluster(r.expr))
                                                   for r in group.rules))
@@ -129,20 +162,27 @@ def global_spec(spec: Spec) -> Spec:
     return dataclasses.replace(spec, slos=tuple(_global_slo(s) for s in spec.slos))
 
 
-def cluster_groups(spec: Spec, t: Thresholds) -> tuple[Group, ...]:
-    """What each cluster's Prometheus evaluates: pre-aggregations, device and fleet (dashboard) recordings
-    and device alerts (those need raw per-device series; they reach Alertmanager with the cluster's
-    external label). The device recordings over every device of a cluster run as independent groups
-    (concurrently) rather than one: the cluster's slowest group stays small as the cluster grows."""
-    device_groups = (*split_independent(device_recording_group(t)), fleet_recording_group(t),
-                     device_alert_group(t, spec.fleet), fleet_alert_group(t, spec.fleet),
+def cluster_groups(spec: Spec, policy: str, t: Thresholds) -> tuple[Group, ...]:
+    """What each cluster's Prometheus evaluates: pre-aggregations (SLI rates, down devices serving a model),
+    device and fleet (dashboard) recordings and device alerts (those need raw per-device series; they
+    reach Alertmanager with the cluster's external label). The device recordings over every device of a
+    cluster run as independent groups (concurrently) rather than one: the cluster's slowest group stays
+    small as the cluster grows."""
+    down = cluster_down_serving_group(spec, policy, t)
+    device_groups = (*((down,) if down else ()), *split_independent(device_recording_group(t)),
+                     fleet_recording_group(t), device_alert_group(t, spec.fleet), fleet_alert_group(t, spec.fleet),
                      exporter_alert_group(spec.fleet))
     return (cluster_preaggregation_group(spec), *(_keep_cluster_group(g) for g in device_groups))
 
 
-def global_groups(spec: Spec, policy: str) -> tuple[Group, ...]:
+def global_groups(spec: Spec, policy: str, t: Thresholds = THRESHOLDS) -> tuple[Group, ...]:
     """What the global rule engine (vmalert, Mimir/Thanos Ruler) evaluates: the SLO rules over the
-    pre-aggregations, every record and alert kept per cluster (a clause that joins on other labels,
-    like a burn alert's "unless a device serving the model is down", joins within the cluster)."""
-    return tuple(_keep_cluster_group(g) for g in slo_groups(global_spec(spec), policy))
+    pre-aggregations and the composite ``NpuDeviceDown`` pages over the clusters' down-device records,
+    every record and alert kept per cluster (a clause that joins on other labels, like a burn alert's
+    "unless a device serving the model is down", joins within the cluster)."""
+    gspec = global_spec(spec)
+    sli, budget, alerts = slo_groups(gspec, policy, t, down=down_from_record)
+    pages = device_down_pages(gspec, slo_windows(gspec, policy), down_from_record)
+    alerts = dataclasses.replace(alerts, rules=(*alerts.rules, *pages))
+    return tuple(_keep_cluster_group(g) for g in (sli, budget, alerts))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from npuobs.alerting import conventions as cv
 from npuobs.alerting.burnrate import BurnWindow, windows_for
-from npuobs.alerting.composite import slo_page_unless
+from npuobs.alerting.composite import DownDevices, raw_down, slo_page_unless
 from npuobs.alerting.rules import Alert, Group, Record
 from npuobs.alerting.slo_spec import SLO, Spec, SpecError
 from npuobs.durations import parse_duration
@@ -59,13 +59,13 @@ def _check_reachable(spec: Spec, slo: SLO, windows: tuple[BurnWindow, ...], poli
                 "alert, which can never happen; raise the objective or pick another policy")
 
 
-def _burn_expr(spec: Spec, slo: SLO, windows: list[BurnWindow], t: Thresholds) -> str:
+def _burn_expr(slo: SLO, windows: list[BurnWindow], down: DownDevices) -> str:
     """Each window pair: long (scaled by its data coverage) and short above the threshold; a page clause
     leaves out models with a down device (the composite ``NpuDeviceDown`` page names both instead)."""
     clauses = []
     for w in windows:
         threshold = f"({w.factor:g} * {slo.error_budget:g})"
-        unless = slo_page_unless(spec, slo, w, t) if w.severity == cv.SEVERITY_PAGE else ""
+        unless = slo_page_unless(slo, w, down) if w.severity == cv.SEVERITY_PAGE else ""
         clauses.append(f"(\n  (\n    {cv.slo_error_ratio(w.long)}{_selector(slo)}\n"
                        f'    * on () group_left () ({cv.DATA_COVERAGE}{{window="{w.long}"}} or on () vector(1))\n'
                        f"  ) > {threshold}\n  and\n"
@@ -105,8 +105,11 @@ def slo_windows(spec: Spec, policy: str) -> dict[str, tuple[BurnWindow, ...]]:
     return out
 
 
-def slo_groups(spec: Spec, policy: str, t: Thresholds = THRESHOLDS) -> tuple[Group, Group, Group]:
-    """(SLI recordings, budget recordings, SLO alerts) for every SLO of the spec."""
+def slo_groups(spec: Spec, policy: str, t: Thresholds = THRESHOLDS,
+               down: DownDevices | None = None) -> tuple[Group, Group, Group]:
+    """(SLI recordings, budget recordings, SLO alerts) for every SLO of the spec. ``down``: where the page
+    clauses read the down devices they leave out (default: this Prometheus' raw series)."""
+    down = down or raw_down(spec, t)
     all_windows = slo_windows(spec, policy)
     longs = sorted({w.long for ws in all_windows.values() for w in ws}, key=parse_duration)
     sli_rules: list[Record] = [coverage_record(spec.fleet.exporter_job, w) for w in longs]
@@ -141,7 +144,7 @@ def slo_groups(spec: Spec, policy: str, t: Thresholds = THRESHOLDS) -> tuple[Gro
         for severity, speed in ((cv.SEVERITY_PAGE, "fast"), (cv.SEVERITY_TICKET, "steadily")):
             chosen = [w for w in windows if w.severity == severity]
             if chosen:
-                alerts.append(Alert(name, _burn_expr(spec, slo, chosen, t), severity, cv.FAILURE_MODE_SLO,
+                alerts.append(Alert(name, _burn_expr(slo, chosen, down), severity, cv.FAILURE_MODE_SLO,
                                     f"{what} is burning its error budget {speed}",
                                     _burn_description(slo, chosen), labels={"slo": slo.name}))
         alerts.append(Alert(

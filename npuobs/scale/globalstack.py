@@ -17,6 +17,7 @@ config, which pages a local receiver of the PagerDuty Events API v2 (PagerDuty i
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from npuobs.alerting import globaltier
 from npuobs.alerting.amconfig import AlertmanagerOptions, RoutingKey, alertmanager_config
 from npuobs.alerting.generate import render
 from npuobs.config import Config
+from npuobs.durations import parse_duration
 from npuobs.scale.replay import ReplayServer
 from npuobs.stack.alertmanager import AlertmanagerServer
 from npuobs.stack.pagerduty_sink import PagerDutySink
@@ -100,7 +102,14 @@ class GlobalStack:
                     replay.scrape_configs(cluster, cv.DEFAULT_EXPORTER_JOB, scrape_interval), vm.write_url,
                     workdir / f"vmagent-{cluster}", cluster=cluster, scrape_interval=scrape_interval))
             vmalerts = {}
-            for name, path in rule_files.items():
+            # each cluster's rule engine runs on its own clock, as separate clusters' engines do: started
+            # at once, every engine would query the one VictoriaMetrics at the same instant of each interval
+            # (an artefact of this one-machine harness, not of a deployment)
+            slot = parse_duration(evaluation_interval) / max(1, len(clusters))
+            started = time.monotonic()
+            for i, (name, path) in enumerate(rule_files.items()):
+                if i:  # the global engine first, then one cluster per slot
+                    time.sleep(max(0.0, started + (i - 1) * slot - time.monotonic()))
                 # a cluster's engine labels what it produces with its cluster, as external_labels would
                 label = [] if name == GLOBAL else [f"-external.label={globaltier.CLUSTER_LABEL}={name}"]
                 vmalerts[name] = stack.enter_context(VmAlert.start(

@@ -1,12 +1,12 @@
 """The global tier on the real engine: VictoriaMetrics + one vmagent per cluster + vmalerts + Alertmanager.
 
 A small fleet (20 synthetic nodes replaying real exporter output, 2 clusters, 1 s scrapes): node 13
-(cluster c2) replays a node whose device 0 returns incorrect outputs (F8). The rules run as deployed:
-each cluster's vmalert evaluates the generated cluster rules over its own cluster's series, one global
-vmalert the global SLO rules over the pre-aggregations. c2's must page with ``cluster="c2"`` through the
-generated Alertmanager config to the PagerDuty receiver, and c1 must stay quiet. (F1, every device
-offline, would page NpuDeviceDown only after its 2-minute ``for``, and the availability burn defers
-to it; ``npuobs scale`` shows that path at node 917.)
+(cluster c2) replays a node whose device 0 returns incorrect outputs (F8), node 17 (c2 too) one whose
+devices are all offline (F1: its requests fail, so c2's availability SLO burns). The rules run as
+deployed: each cluster's vmalert evaluates the generated cluster rules over its own cluster's series,
+one global vmalert the global SLO rules and the composite device-down page over the clusters' records.
+c2's faults must page with ``cluster="c2"`` through the generated Alertmanager config to the PagerDuty
+receiver (F1 once, as the composite ``NpuDeviceDown``), and c1 must stay quiet.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from npuobs.stack.victoriametrics import vmalert_dry_run
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parent.parent
-FAULTY = 13  # node-0013, in c2 (nodes 11-20)
+FAULTY = 13  # node-0013, in c2 (nodes 11-20): F8
+DOWN = 17  # node-0017, in c2: F1
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,8 @@ def binaries() -> None:
 
 @pytest.fixture(scope="module")
 def stack(binaries: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GlobalStack]:
-    recording = record(2, 30, "standard", healthy=2, faults=("F8",))
-    nodes = plan_nodes(20, 2, recording, {FAULTY: "F8"})
+    recording = record(2, 30, "standard", healthy=2, faults=("F8", "F1"))
+    nodes = plan_nodes(20, 2, recording, {FAULTY: "F8", DOWN: "F1"})
     with ReplayServer(recording, nodes, advance_every=1.0) as replay, \
             GlobalStack.start(replay, tmp_path_factory.mktemp("global"), scrape_interval="1s",
                               evaluation_interval="2s", group_wait="1s") as stack:
@@ -69,7 +70,8 @@ def test_fault_in_one_cluster_pages_from_the_global_tier_with_its_cluster(stack:
                                 timeout=120)
     firing = event["payload"]["custom_details"]["firing"]
     assert "cluster = c2" in firing and "cluster = c1" not in firing
-    assert "node-0013" in firing or "alertname = NpuAccuracyErrorBudgetBurn" in firing, firing
+    assert any(f in firing for f in ("node-0013", "node-0017", "alertname = NpuAccuracyErrorBudgetBurn",
+                                     "alertname = NpuAvailabilityErrorBudgetBurn")), firing
     def pages(engine: str) -> list[dict[str, Any]]:
         return [a for a in stack.vmalerts[engine].alerts() if a["labels"].get("severity") == cv.SEVERITY_PAGE
                 and a["state"] == "firing"]
@@ -232,3 +234,26 @@ def test_fleet_panels_read_recordings_of_every_cluster_at_the_global_tier(stack:
                 reading += 1
                 stack.vm.wait_for(substitute(q.expr, values), timeout=60)  # raises when it stays empty
     assert reading >= 8, reading  # latency x3, throughput, successes, energy, cost, queue length
+
+
+def test_device_down_while_its_slo_burns_pages_once_from_the_global_tier(stack: GlobalStack) -> None:
+    """c2's engine records its down devices; the global engine joins them with c2's availability burn
+    into the composite NpuDeviceDown page (device and cluster named) and holds back the SLO's own page.
+    Last in the module: the page waits out its ``for:``, and the panels above need the replay still moving."""
+    node = f"node-{DOWN:04d}"
+    down = stack.vm.wait_for(f'{cv.DOWN_SERVING}{{window="5m"}}', lambda r: len(r) == 2, timeout=60)
+    assert {(s["metric"]["cluster"], s["metric"]["node"], s["metric"]["device"]) for s in down} == {
+        ("c2", node, "0"), ("c2", node, "1")}  # only the down devices, with their cluster once
+    event = stack.sink.wait_for(
+        lambda e: e.get("routing_key") == PAGE_KEY and e.get("event_action") == "trigger"
+        and f"alertname = {cv.ALERT_DEVICE_DOWN}" in e["payload"]["custom_details"]["firing"], timeout=180)
+    firing = event["payload"]["custom_details"]["firing"]
+    assert f"node = {node}" in firing and "cluster = c2" in firing and "slo = digits-mlp-availability" in firing
+
+    def firing_pages(name: str) -> list[dict[str, str]]:
+        return [a["labels"] for a in stack.vmalerts[GLOBAL].alerts() if a["labels"]["alertname"] == name
+                and a["labels"].get("severity") == cv.SEVERITY_PAGE and a["state"] == "firing"]
+
+    composite = firing_pages(cv.ALERT_DEVICE_DOWN)
+    assert composite and {(a["cluster"], a["node"]) for a in composite} == {("c2", node)}
+    assert not firing_pages(cv.SLO_BURN_ALERTS["availability"])  # held back: the composite explains it

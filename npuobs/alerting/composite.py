@@ -123,7 +123,8 @@ def slo_page_unless(slo: SLO, w: BurnWindow, down: DownDevices) -> str:
 def device_down_ticket(job: str, clauses: dict[str, str] | None = None) -> Alert:
     """``NpuDeviceDown`` as a ticket: down with no SLO it serves burning (``clauses``: the composite pages
     it must not double). Without clauses (a tier that evaluates no SLO rules, e.g. the per-cluster rules
-    of the global tier) every down device tickets, and the SLO pages from where the SLOs are evaluated."""
+    of the global tier) every down device tickets, and the composite pages from where the SLOs are evaluated
+    (Alertmanager folds the ticket under it: ``amconfig``)."""
     up = schema.metric("npu_device_up").name
     expr = f'{up}{{job="{job}"}} == 0'
     if clauses:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,9 +89,16 @@ def test_each_cluster_engine_evaluates_its_own_cluster_only(stack: GlobalStack) 
     and the global engine evaluates the global SLO rules only."""
     devices = 10 * 2
     for cluster in ("c1", "c2"):
-        rules = {(r["name"], r["type"]): r for g in stack.vmalerts[cluster].groups() for r in g["rules"]}
-        assert rules[("npuobs:npu_device_errors:rate5m", "recording")]["lastSamples"] == devices
-        assert rules[(globaltier.preagg_record("total"), "recording")]["lastSamples"] == 1
+        # each engine starts in its own slot of the interval: wait for its first evaluation over data
+        deadline = time.monotonic() + 60
+        while True:
+            rules = {(r["name"], r["type"]): r for g in stack.vmalerts[cluster].groups() for r in g["rules"]}
+            got = (rules[("npuobs:npu_device_errors:rate5m", "recording")]["lastSamples"],
+                   rules[(globaltier.preagg_record("total"), "recording")]["lastSamples"])
+            if got == (devices, 1) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert got == (devices, 1), cluster
         assert all(r["labels"].get("cluster") == cluster for r in rules.values())
         assert {a["labels"]["cluster"] for a in stack.vmalerts[cluster].alerts()} <= {cluster}
     recorded = stack.vm.wait_for("count by (cluster) (npuobs:npu_device_errors:rate5m)",

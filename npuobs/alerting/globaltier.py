@@ -166,12 +166,12 @@ def cluster_groups(spec: Spec, policy: str, t: Thresholds) -> tuple[Group, ...]:
     """What each cluster's Prometheus evaluates: pre-aggregations (SLI rates, down devices serving a model),
     device and fleet (dashboard) recordings and device alerts (those need raw per-device series; they
     reach Alertmanager with the cluster's external label). The device recordings over every device of a
-    cluster run as independent groups (concurrently) rather than one: the cluster's slowest group stays
-    small as the cluster grows."""
+    cluster, and the device alerts, run as independent groups (concurrently) rather than one each: the
+    cluster's slowest group stays small as the cluster grows (measured: docs/scale.md)."""
     down = cluster_down_serving_group(spec, policy, t)
     device_groups = (*((down,) if down else ()), *split_independent(device_recording_group(t)),
-                     fleet_recording_group(t), device_alert_group(t, spec.fleet), fleet_alert_group(t, spec.fleet),
-                     exporter_alert_group(spec.fleet))
+                     fleet_recording_group(t), *split_independent(device_alert_group(t, spec.fleet)),
+                     fleet_alert_group(t, spec.fleet), exporter_alert_group(spec.fleet))
     return (cluster_preaggregation_group(spec), *(_keep_cluster_group(g) for g in device_groups))
 
 
@@ -179,10 +179,12 @@ def global_groups(spec: Spec, policy: str, t: Thresholds = THRESHOLDS) -> tuple[
     """What the global rule engine (vmalert, Mimir/Thanos Ruler) evaluates: the SLO rules over the
     pre-aggregations and the composite ``NpuDeviceDown`` pages over the clusters' down-device records,
     every record and alert kept per cluster (a clause that joins on other labels, like a burn alert's
-    "unless a device serving the model is down", joins within the cluster)."""
+    "unless a device serving the model is down", joins within the cluster). The SLI records run as
+    independent groups: each is cheap, but one engine's queries wait in the global engine's queue behind
+    every cluster's, and in one group those waits add up (docs/scale.md)."""
     gspec = global_spec(spec)
     sli, budget, alerts = slo_groups(gspec, policy, t, down=down_from_record)
     pages = device_down_pages(gspec, slo_windows(gspec, policy), down_from_record)
     alerts = dataclasses.replace(alerts, rules=(*alerts.rules, *pages))
-    return tuple(_keep_cluster_group(g) for g in (sli, budget, alerts))
+    return tuple(_keep_cluster_group(g) for g in (*split_independent(sli), budget, alerts))
 

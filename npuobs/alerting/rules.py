@@ -108,11 +108,12 @@ def split_independent(group: Group) -> tuple[Group, ...]:
     firsts = [rules[0] for rules in parts.values()]
 
     def name(first: Alert | Record) -> str:
-        if sum(f.name == first.name for f in firsts) > 1:
-            return f"{group.name}/{first.name}/" + "/".join(first.labels.values())
+        values = "/".join(v for v in first.labels.values() if v)
+        if values and sum(f.name == first.name for f in firsts) > 1:
+            return f"{group.name}/{first.name}/{values}"
         return f"{group.name}/{first.name}"
 
-    out = tuple(Group(name(rules[0]), tuple(rules), group.interval) for rules in parts.values())
-    if len({g.name for g in out}) != len(out):
-        raise ValueError(f"group {group.name}: its independent parts have no unique names")
-    return out
+    names = [name(rules[0]) for rules in parts.values()]
+    # parts whose first rules share name and labels (an alert with one expression per severity) are numbered
+    names = [f"{n}/{names[:i].count(n) + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+    return tuple(Group(n, tuple(rules), group.interval) for n, rules in zip(names, parts.values(), strict=True))

@@ -61,7 +61,19 @@ def test_soak_counts_what_the_policy_would_do_for_fired_alerts() -> None:
 
 
 def test_budget_falls_back_to_the_slo_spec_before_the_budget_rule_has_run() -> None:
-    from npuobs.gameday.remediation import _spec_budget
+    import dataclasses
+    from types import SimpleNamespace
 
-    assert _spec_budget("availability") == pytest.approx(0.001)
-    assert _spec_budget("accuracy") == pytest.approx(0.005)
+    from npuobs.config import Config
+    from npuobs.gameday.remediation import _Loop
+
+    config = Config.load()
+    loop = _Loop.__new__(_Loop)
+    loop.stack = SimpleNamespace(config=config)
+    assert loop._spec_budget("availability") == pytest.approx(0.001)
+    assert loop._spec_budget("accuracy") == pytest.approx(0.005)
+    # the spec the stack's rules come from, not the packaged one
+    spec = dataclasses.replace(config.spec, slos=tuple(
+        dataclasses.replace(s, objective=99.0) if s.sli == "availability" else s for s in config.spec.slos))
+    loop.stack = SimpleNamespace(config=dataclasses.replace(config, spec=spec))
+    assert loop._spec_budget("availability") == pytest.approx(0.01)

@@ -154,6 +154,11 @@ class _Loop:
                 out.append(e)
         return out
 
+    def _spec_budget(self, sli: str) -> float | None:
+        """The error budget of the ``sli`` SLO of the spec the stack's rules come from (what the recording
+        rule will say once its 5-minute group has run)."""
+        return next((slo.error_budget for slo in self.stack.config.spec.slos if slo.sli == sli), None)
+
     def wait(self, seconds: float, until: Callable[[], bool]) -> bool:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -176,7 +181,7 @@ class _Loop:
             total = f"sum(increase(npu_golden_checks_total[{w}]))"
         ratio = self.prom.query(f'max({cv.SLO_ERROR_BUDGET}{{sli="{sli}"}})')
         b, t = self.prom.query(bad), self.prom.query(total)
-        budget = float(ratio[0]["value"][1]) if ratio else _spec_budget(sli)  # the rule may not have run yet
+        budget = float(ratio[0]["value"][1]) if ratio else self._spec_budget(sli)  # the rule may not have run yet
         if not (b and t and budget):
             return None
         bad_n, total_n = float(b[0]["value"][1]), float(t[0]["value"][1])
@@ -231,14 +236,6 @@ class _Loop:
         result.decisions = [{k: e[k] for k in ("alertname", "action", "target", "result", "reason")}
                             for e in self.decisions_since(t0)]
         return result
-
-
-def _spec_budget(sli: str) -> float | None:
-    """The error budget of the default SLO spec's ``sli`` SLO (what the recording rule will say)."""
-    from npuobs import resources
-    from npuobs.alerting.slo_spec import load_spec
-
-    return next((slo.error_budget for slo in load_spec(resources.default_slo_spec()).slos if slo.sli == sli), None)
 
 
 def _guardrail(loop: _Loop, s: RemediationScenario) -> tuple[RunResult, dict[str, Any] | None]:

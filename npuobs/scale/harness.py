@@ -5,7 +5,7 @@ per cluster and remote-written into a real VictoriaMetrics; real vmalerts evalua
 rules as deployed, one per cluster on that cluster's series and one global (:mod:`npuobs.scale.globalstack`);
 a real Alertmanager pages a local PagerDuty receiver. While it runs, the harness samples the engine's own metrics
 and RSS, times every executive and on-call dashboard query against the global tier each minute,
-and at the end checks that the fault injected at ``fault_node`` (every device offline) paged
+and at the end checks that the fault injected at ``fault_node`` (F8: device 0 returns incorrect outputs) paged
 through vmalert -> Alertmanager. The report is JSON for a ``.json`` path, Markdown otherwise.
 
 What it measures, and where from:

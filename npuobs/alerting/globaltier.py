@@ -126,9 +126,9 @@ def cluster_down_serving_group(spec: Spec, policy: str, t: Thresholds) -> Group 
     lookback (``last_over_time`` over an hour), a cost that grows with the cluster's devices while the SLI
     rates grow with its SLOs; apart, the engine evaluates them concurrently and reports each one's time.
     """
-    records = tuple(Record(cv.DOWN_SERVING, expr, {"window": w})
-                    for w in page_short_windows(spec, slo_windows(spec, policy))
-                    for expr in (raw_down(spec, t)(w),))
+    down = raw_down(spec, t)
+    records = tuple(Record(cv.DOWN_SERVING, down(w), {"window": w})
+                    for w in page_short_windows(spec, slo_windows(spec, policy)))
     return Group(GROUP_CLUSTER_DOWN_SERVING, records) if records else None
 
 

@@ -4,7 +4,7 @@ Synthetic nodes (:mod:`npuobs.scale.replay`) are scraped every ``interval`` by o
 per cluster and remote-written into a real VictoriaMetrics; real vmalerts evaluate the generated
 rules as deployed, one per cluster on that cluster's series and one global (:mod:`npuobs.scale.globalstack`);
 a real Alertmanager pages a local PagerDuty receiver. While it runs, the harness samples the engine's own metrics
-and RSS, times every executive and on-call dashboard query against the global tier each minute,
+and RSS, times every executive and on-call dashboard query against the global tier every 30 s,
 and at the end checks that the fault injected at ``fault_node`` (F8: device 0 returns incorrect outputs) paged
 through vmalert -> Alertmanager. The report is JSON for a ``.json`` path, Markdown otherwise.
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from npuobs.alerting import conventions as cv
+from npuobs.durations import parse_duration
 from npuobs.gameday.grader import Delivery, Grader, SeenAlert, delivery_from_event, parse_instances
 from npuobs.gameday.promeval import AlertRule, apply_for, dependency_levels, load_rules
 from npuobs.gameday.record import Action
@@ -229,7 +230,7 @@ def test_a_baseline_judged_drill_waits_for_its_baseline_history() -> None:
     runner.options = SimpleNamespace(poll_seconds=1.0)
     runner.observer = SimpleNamespace(watch=lambda seconds, **_: waits.append(seconds))
     runner.progress = lambda _: None
-    offset = 600.0  # thresholds.cost_baseline_offset, 10m
+    offset = parse_duration(runner.stack.config.thresholds.cost_baseline_offset)
     assert SCENARIOS["cost"].needs_baseline and not SCENARIOS["F5"].needs_baseline
 
     runner.started = time.time()  # a fresh stack: wait the offset plus the margin
